@@ -1,0 +1,138 @@
+"""Typed, frozen configuration of one gateway. Produced only by ``avila_edge.config.load``.
+
+Durations are float seconds and sizes int bytes here; the YAML may write them as ``500ms``, ``2s``,
+``5m``, ``1h``, ``7d`` and ``512KiB``, ``64MB``, ``1GiB`` (the loader converts). Driver-specific
+parts (``DeviceConfig.connection``, ``PointConfig.address``) are the frozen structs declared by the
+driver's plugin (``drivers/<name>/config.py``), already validated.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class DataType(enum.StrEnum):
+    """How a point's raw value is interpreted."""
+
+    BOOL = "bool"
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
+
+
+class LogFormat(enum.StrEnum):
+    JSON = "json"
+    LOGFMT = "logfmt"
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Synchronous(enum.StrEnum):
+    """SQLite durability: ``normal`` may lose the last commits on power loss (never corrupts),
+    ``full`` fsyncs every commit."""
+
+    NORMAL = "normal"
+    FULL = "full"
+
+
+class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    name: str = ""
+
+
+class TimingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a device is polled and retried."""
+
+    poll_interval: float = 1.0
+    timeout: float = 1.0
+    retries: int = 0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+class PointConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One point of one device. ``id`` is ``asset/point``. The published value is
+    ``raw * scale + offset`` for numeric types."""
+
+    id: str
+    address: Any
+    type: DataType = DataType.FLOAT32
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+    description: str = ""
+    poll_interval: float | None = None
+    deadband: float = 0.0
+    writable: bool = False
+
+
+class DeviceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    driver: str
+    connection: Any
+    points: tuple[PointConfig, ...]
+    timing: TimingConfig = TimingConfig()
+    enabled: bool = True
+    description: str = ""
+
+    def poll_interval_of(self, point: PointConfig) -> float:
+        return point.poll_interval if point.poll_interval is not None else self.timing.poll_interval
+
+
+class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A twin: the points whose id starts with ``<id>/`` belong to it."""
+
+    id: str
+    name: str = ""
+    type: str = ""
+    parent: str | None = None
+    description: str = ""
+
+
+class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_bytes: int = 1 << 30
+    max_age: float | None = None
+    commit_interval: float = 0.05
+    batch_max: int = 10_000
+    synchronous: Synchronous = Synchronous.NORMAL
+
+
+class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: LogFormat = LogFormat.LOGFMT
+    level: LogLevel = LogLevel.INFO
+
+
+class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The whole configuration of one gateway."""
+
+    site: SiteConfig
+    devices: tuple[DeviceConfig, ...] = ()
+    assets: tuple[AssetConfig, ...] = ()
+    state_dir: Path = Path("/var/lib/avila-edge")
+    journal: JournalConfig = JournalConfig()
+    http: HttpConfig = HttpConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def points(self) -> dict[str, tuple[DeviceConfig, PointConfig]]:
+        """Every configured point by id, with its device."""
+        return {p.id: (d, p) for d in self.devices for p in d.points}
