@@ -105,9 +105,12 @@ class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``commit_interval`` 0 commits as soon as the writer is free (appends that arrive during a commit
+    share the next one); a positive value waits that long to gather more per commit (slow SD cards)."""
+
     max_bytes: int = 1 << 30
     max_age: float | None = None
-    commit_interval: float = 0.05
+    commit_interval: float = 0.0
     batch_max: int = 10_000
     synchronous: Synchronous = Synchronous.NORMAL
 

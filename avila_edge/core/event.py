@@ -7,11 +7,12 @@ events. ``kind`` says which; ``source`` names what it concerns (an asset, point,
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
 
-AttrValue: TypeAlias = bool | int | float | str | list["AttrValue"] | dict[str, "AttrValue"] | None
+AttrValue: TypeAlias = Any
+"""A JSON-able value: bool, int, float, str, None, or lists/dicts of them (checked when journaled)."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,354 @@
+"""The async face of the journal: group commits on one writer thread, cursors, streams, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from avila_edge.config.model import JournalConfig
+from avila_edge.core import Clock, Event, JournalError, JournalFull, Reading
+from avila_edge.journal._encoding import Entry, EntryKind
+from avila_edge.journal._store import CommitHook, Counters, Item, ReaderStore, WriterStore
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETENTION_INTERVAL = 5.0
+"""Seconds between retention passes (a pass also runs as soon as a commit crosses the byte cap)."""
+
+
+class JournalStats(msgspec.Struct, frozen=True):
+    first_seq: int
+    next_seq: int
+    entries: int
+    bytes: int
+    retired: int
+    dropped: int
+    gaps: int
+    appended: int
+    commits: int
+    last_commit_seconds: float
+
+
+class Cursor:
+    """A named consumer's position: ``position`` is the next seq it has not yet processed."""
+
+    def __init__(self, journal: Journal, name: str, position: int) -> None:
+        self._journal = journal
+        self.name = name
+        self._position = position
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    @property
+    def lag(self) -> int:
+        return max(0, self._journal.next_seq - self._position)
+
+    async def commit(self, position: int) -> None:
+        """Persist that every entry below ``position`` has been processed."""
+        if position < self._position:
+            raise ValueError(f"cursor {self.name}: position {position} is behind {self._position}")
+        if position > self._journal.next_seq:
+            raise ValueError(f"cursor {self.name}: position {position} is past the journal end")
+        if position == self._position:
+            return
+        await self._journal._run_writer(self._journal._writer_store().set_cursor, self.name, position)
+        self._position = position
+
+
+class _Pending:
+    __slots__ = ("future", "items")
+
+    def __init__(self, items: list[Item], future: asyncio.Future[list[Entry]]) -> None:
+        self.items = items
+        self.future = future
+
+
+class Journal:
+    """Append-only, seq-numbered store of readings and events. Open with ``Journal.open``."""
+
+    def __init__(self, path: Path, config: JournalConfig, *, clock: Clock) -> None:
+        self.path = path
+        self.config = config
+        self.clock = clock
+        self._schema: list[str] = []
+        self._hooks: list[CommitHook] = []
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
+        self._reader_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-reader")
+        self._writer: WriterStore | None = None
+        self._reader: ReaderStore | None = None
+        self._pending: list[_Pending] = []
+        self._pending_count = 0
+        self._wake = asyncio.Event()
+        self._committed = asyncio.Event()
+        self._counters = Counters()
+        self._cursors: dict[str, Cursor] = {}
+        self._appended = 0
+        self._commits = 0
+        self._last_commit_seconds = 0.0
+        self._full = False
+        self._closing = False
+        self._started = False
+        self._retention_due = asyncio.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, path: Path, config: JournalConfig, *, clock: Clock) -> AsyncIterator[Journal]:
+        """Open (creating if needed) the journal at ``path`` for the duration of the block."""
+        journal = cls(path, config, clock=clock)
+        try:
+            await journal._open()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(journal._commit_loop(), name="journal.commit")
+                tg.create_task(journal._retention_loop(), name="journal.retention")
+                try:
+                    yield journal
+                finally:
+                    await journal._drain()
+                    journal._closing = True
+                    journal._wake.set()
+                    journal._retention_due.set()
+        finally:
+            await journal._close()
+
+    async def _open(self) -> None:
+        self._writer = await self._run_writer(
+            WriterStore, self.path, synchronous=self.config.synchronous.value, extra_schema=[]
+        )
+        self._counters = self._writer.refresh_counters()
+        self._reader = await self._run_reader(ReaderStore, self.path)
+        positions = await self._run_writer(self._writer.cursors)
+        for name, pos in positions.items():
+            self._cursors[name] = Cursor(self, name, pos)
+
+    async def _close(self) -> None:
+        if self._writer is not None:
+            await self._run_writer(self._writer.close)
+        if self._reader is not None:
+            await self._run_reader(self._reader.close)
+        self._writer_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+
+    def add_schema(self, sql: str) -> None:
+        """Extra DDL (idempotent) for a component that keeps its own tables in the journal database.
+
+        Runs immediately on the writer thread, so it must be called right after ``open`` and before
+        the first append."""
+        if self._started:
+            raise JournalError("add_schema must be called before the first append")
+        self._schema.append(sql)
+        writer = self._writer_store()
+        self._writer_pool.submit(writer.conn.executescript, sql).result()
+
+    def add_commit_hook(self, hook: CommitHook) -> None:
+        """Run ``hook(conn, entries)`` on the writer thread inside every write transaction."""
+        if self._started:
+            raise JournalError("add_commit_hook must be called before the first append")
+        self._writer_store().hooks.append(hook)
+
+    # -- appending --------------------------------------------------------------------------------
+
+    async def append(self, readings: Sequence[Reading]) -> list[Reading]:
+        """Commit ``readings``; return them with their seq once the commit is durable."""
+        if not readings:
+            return []
+        if self._full:
+            raise JournalFull(
+                f"journal {self.path} is at its cap of {self.config.max_bytes} bytes and nothing can be dropped"
+            )
+        entries = await self._submit([(EntryKind.READING, r) for r in readings])
+        return [r.with_seq(e.seq) for r, e in zip(readings, entries, strict=True)]
+
+    async def append_events(self, events: Sequence[Event]) -> list[Event]:
+        """Commit ``events``; return them with their seq. Events are never dropped by retention."""
+        if not events:
+            return []
+        entries = await self._submit([(EntryKind.EVENT, e) for e in events])
+        return [ev.with_seq(e.seq) for ev, e in zip(events, entries, strict=True)]
+
+    async def _submit(self, items: list[Item]) -> list[Entry]:
+        if self._closing:
+            raise JournalError(f"journal {self.path} is closed")
+        self._started = True
+        future: asyncio.Future[list[Entry]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(items, future))
+        self._pending_count += len(items)
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    async def flush(self) -> None:
+        """Wait until everything appended so far is committed."""
+        futures = [p.future for p in self._pending]
+        if futures:
+            await asyncio.wait(futures)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            await self.flush()
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self.config.commit_interval > 0 and self._pending_count < self.config.batch_max:
+                await self.clock.sleep(self.config.commit_interval)
+            self._wake.clear()
+            if not self._pending:
+                if self._closing:
+                    return
+                continue
+            group: list[_Pending] = []
+            count = 0
+            while self._pending and (not group or count + len(self._pending[0].items) <= self.config.batch_max):
+                p = self._pending.pop(0)
+                group.append(p)
+                count += len(p.items)
+            self._pending_count -= count
+            if self._pending:
+                self._wake.set()
+            items = [item for p in group for item in p.items]
+            started = time.perf_counter()
+            try:
+                entries = await self._run_writer(self._writer_store().write, items)
+            except Exception as exc:
+                logger.error("journal commit of %d entries failed: %s", len(items), exc)  # noqa: TRY400
+                error = exc if isinstance(exc, JournalError) else JournalError(f"journal commit failed: {exc}")
+                for p in group:
+                    if not p.future.done():
+                        p.future.set_exception(error)
+                continue
+            self._last_commit_seconds = time.perf_counter() - started
+            self._commits += 1
+            self._appended += len(entries)
+            self._counters.next_seq = entries[-1].seq + 1
+            self._counters.entries += len(entries)
+            offset = 0
+            for p in group:
+                n = len(p.items)
+                if not p.future.done():
+                    p.future.set_result(entries[offset : offset + n])
+                offset += n
+            self._signal_commit()
+            if self._commits % 64 == 0:
+                self._retention_due.set()
+
+    def _signal_commit(self) -> None:
+        signal, self._committed = self._committed, asyncio.Event()
+        signal.set()
+
+    # -- retention --------------------------------------------------------------------------------
+
+    async def _retention_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RETENTION_INTERVAL):
+                    await self._retention_due.wait()
+            self._retention_due.clear()
+            if self._closing:
+                return
+            await self.retain()
+
+    async def retain(self) -> None:
+        """Apply the retention policy now (it also runs by itself every few seconds)."""
+        now = self.clock.now_ns()
+        cutoff = now - int(self.config.max_age * 1e9) if self.config.max_age else None
+        writer = self._writer_store()
+        try:
+            gaps = await self._run_writer(writer.retain, max_bytes=self.config.max_bytes, cutoff_ns=cutoff, now_ns=now)
+            self._counters = await self._run_writer(writer.refresh_counters)
+        except JournalError as exc:
+            logger.error("journal retention failed: %s", exc)  # noqa: TRY400
+            return
+        self._full = self._counters.bytes > self.config.max_bytes * 1.05
+        if self._full:
+            logger.error("journal is full (%d bytes) and holds nothing it may drop", self._counters.bytes)
+        if gaps:
+            self._signal_commit()
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        return self._counters.next_seq
+
+    @property
+    def first_seq(self) -> int:
+        return self._counters.first_seq
+
+    async def read(self, start: int, limit: int = 1000, *, kinds: Collection[EntryKind] | None = None) -> list[Entry]:
+        """Stored entries with ``seq >= start``, ascending, at most ``limit``."""
+        reader = self._reader
+        if reader is None:
+            raise JournalError("journal is not open")
+        entries: list[Entry] = await self._run_reader(reader.read, start, limit, kinds)
+        return entries
+
+    async def stream(self, start: int, *, batch: int = 1000) -> AsyncIterator[list[Entry]]:
+        """Yield entries from ``start`` on, then each new commit as it happens. Never ends by itself."""
+        position = start
+        while True:
+            signal = self._committed
+            if position < self.next_seq:
+                entries = await self.read(position, batch)
+                if entries:
+                    position = entries[-1].seq + 1
+                    yield entries
+                    continue
+                position = self.next_seq
+            await signal.wait()
+
+    async def cursor(self, name: str, *, start: Literal["oldest", "latest"] = "oldest") -> Cursor:
+        """The named cursor (created on first use at the oldest stored entry or the end)."""
+        existing = self._cursors.get(name)
+        if existing is not None:
+            return existing
+        position = self.first_seq if start == "oldest" else self.next_seq
+        await self._run_writer(self._writer_store().set_cursor, name, position)
+        cursor = Cursor(self, name, position)
+        self._cursors[name] = cursor
+        return cursor
+
+    def cursors(self) -> dict[str, Cursor]:
+        return dict(self._cursors)
+
+    def stats(self) -> JournalStats:
+        c = self._counters
+        return JournalStats(
+            first_seq=c.first_seq,
+            next_seq=c.next_seq,
+            entries=c.entries,
+            bytes=c.bytes,
+            retired=c.retired,
+            dropped=c.dropped,
+            gaps=c.gaps,
+            appended=self._appended,
+            commits=self._commits,
+            last_commit_seconds=self._last_commit_seconds,
+        )
+
+    # -- threads ----------------------------------------------------------------------------------
+
+    def _writer_store(self) -> WriterStore:
+        if self._writer is None:
+            raise JournalError("journal is not open")
+        return self._writer
+
+    async def _run_writer(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_pool, lambda: fn(*args, **kwargs))
+
+    async def _run_reader(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_pool, lambda: fn(*args, **kwargs))

@@ -1,0 +1,325 @@
+"""SQLite side of the journal. Every method runs on a worker thread that owns its connection."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from avila_edge.core import Event, JournalError, Reading
+from avila_edge.journal._encoding import Entry, EntryKind, encode_event, encode_reading
+
+logger = logging.getLogger(__name__)
+
+CommitHook = Callable[[sqlite3.Connection, Sequence[Entry]], None]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entry (
+    seq INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    point_id INTEGER,
+    ts INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entry_by_point ON entry(point_id, seq) WHERE point_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS point (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', 0), ('retired', 0), ('dropped', 0), ('gaps', 0);
+"""
+
+Item = tuple[EntryKind, Reading | Event]
+
+
+@dataclass(slots=True)
+class Counters:
+    next_seq: int = 0
+    first_seq: int = 0
+    entries: int = 0
+    bytes: int = 0
+    retired: int = 0
+    dropped: int = 0
+    gaps: int = 0
+
+
+def connect(path: Path, *, synchronous: str, readonly: bool = False) -> sqlite3.Connection:
+    """Open the journal database (WAL mode) for this thread."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class WriterStore:
+    """The single writer: inserts entries, runs commit hooks, keeps cursors and retention."""
+
+    def __init__(self, path: Path, *, synchronous: str, extra_schema: Sequence[str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        created = not path.exists()
+        self.conn = connect(path, synchronous=synchronous)
+        if created:
+            os.chmod(path, 0o600)
+        self.conn.executescript(SCHEMA)
+        for ddl in extra_schema:
+            self.conn.executescript(ddl)
+        self.hooks: list[CommitHook] = []
+        self._points: dict[str, int] = {name: pid for pid, name in self.conn.execute("SELECT id, name FROM point")}
+        self.counters = Counters()
+        meta = dict(self.conn.execute("SELECT key, value FROM meta"))
+        self.counters.next_seq = int(meta["next_seq"])
+        self.counters.retired = int(meta["retired"])
+        self.counters.dropped = int(meta["dropped"])
+        self.counters.gaps = int(meta["gaps"])
+        self.refresh_counters()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- counters ---------------------------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    def refresh_counters(self) -> Counters:
+        c = self.counters
+        row = self.conn.execute("SELECT MIN(seq), COUNT(*) FROM entry").fetchone()
+        c.first_seq = int(row[0]) if row[0] is not None else c.next_seq
+        c.entries = int(row[1])
+        c.bytes = self.used_bytes()
+        return Counters(c.next_seq, c.first_seq, c.entries, c.bytes, c.retired, c.dropped, c.gaps)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _point_id(self, name: str) -> int:
+        pid = self._points.get(name)
+        if pid is None:
+            cur = self.conn.execute("INSERT INTO point(name) VALUES (?)", (name,))
+            pid = int(cur.lastrowid or 0)
+            self._points[name] = pid
+        return pid
+
+    def _insert(self, items: Sequence[Item]) -> list[Entry]:
+        """Insert ``items`` at the next seqs inside the open transaction; return their entries."""
+        seq = self.counters.next_seq
+        entries: list[Entry] = []
+        rows: list[tuple[int, int, int | None, int, bytes]] = []
+        for kind, obj in items:
+            if kind is EntryKind.READING:
+                assert isinstance(obj, Reading)
+                body = encode_reading(obj, seq)
+                rows.append((seq, 0, self._point_id(obj.point), obj.ts_gateway, body))
+                entries.append(Entry(seq, kind, obj.point, obj.ts_gateway, body))
+            else:
+                assert isinstance(obj, Event)
+                body = encode_event(obj, seq)
+                rows.append((seq, 1, None, obj.ts, body))
+                entries.append(Entry(seq, kind, None, obj.ts, body))
+            seq += 1
+        self.conn.executemany("INSERT INTO entry(seq, kind, point_id, ts, body) VALUES (?,?,?,?,?)", rows)
+        self.conn.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq,))
+        for hook in self.hooks:
+            hook(self.conn, entries)
+        return entries
+
+    def write(self, items: Sequence[Item]) -> list[Entry]:
+        """Commit ``items`` in one transaction. All or nothing."""
+        saved_points = dict(self._points)
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            entries = self._insert(items)
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback(saved_points)
+            if isinstance(exc, JournalError):
+                raise
+            if isinstance(exc, sqlite3.Error):
+                raise JournalError(f"journal commit failed: {exc}") from exc
+            raise
+        self.counters.next_seq += len(entries)
+        self.counters.entries += len(entries)
+        return entries
+
+    def _rollback(self, saved_points: dict[str, int]) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self._points = saved_points
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def set_cursor(self, name: str, position: int) -> None:
+        self.conn.execute(
+            "INSERT INTO cursor(name, position) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET position=excluded.position",
+            (name, position),
+        )
+
+    def cursors(self) -> dict[str, int]:
+        return {name: int(pos) for name, pos in self.conn.execute("SELECT name, position FROM cursor")}
+
+    # -- retention --------------------------------------------------------------------------------
+
+    def retain(self, *, max_bytes: int, cutoff_ns: int | None, now_ns: int) -> list[Entry]:
+        """Apply the retention policy; return the gap events it journaled (if any).
+
+        1. Entries older than ``cutoff_ns``: retired if every cursor has passed them, otherwise
+           readings among them are dropped (events stay).
+        2. While over ``max_bytes``: retire the oldest entries every cursor has passed, then drop the
+           oldest readings some cursor has not passed yet. Events are never dropped.
+        Each drop is recorded in the same transaction as a gap event.
+        """
+        cursors = self.cursors()
+        behind_at = min(cursors.values(), default=self.counters.next_seq)
+        gap_events: list[Entry] = []
+        if cutoff_ns is not None:
+            gap_events += self._delete_old(cutoff_ns, behind_at, cursors, now_ns)
+        used = self.used_bytes()
+        if used > max_bytes:
+            target = int(max_bytes * 0.9)
+            for _ in range(64):  # bounded: each round frees a chunk
+                used = self.used_bytes()
+                if used <= target:
+                    break
+                count = self.conn.execute("SELECT COUNT(*) FROM entry").fetchone()[0]
+                if count == 0:
+                    break
+                per_entry = max(1, used // count)
+                chunk = max(1, min(count, (used - target) // per_entry + 1))
+                freed, gaps = self._delete_oldest(chunk, behind_at, cursors, now_ns)
+                gap_events += gaps
+                if freed == 0:
+                    break
+        self.refresh_counters()
+        return gap_events
+
+    def _delete_old(self, cutoff_ns: int, behind_at: int, cursors: dict[str, int], now_ns: int) -> list[Entry]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            retired = self.conn.execute("DELETE FROM entry WHERE ts < ? AND seq < ?", (cutoff_ns, behind_at)).rowcount
+            where = ("kind = 0 AND ts < ? AND seq >= ?", (cutoff_ns, behind_at))
+            _, gaps = self._drop_readings(where, cursors, now_ns, reason="max_age")
+            self._count(retired=retired)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(dict(self._points))
+            raise
+        return gaps
+
+    def _delete_oldest(
+        self, chunk: int, behind_at: int, cursors: dict[str, int], now_ns: int
+    ) -> tuple[int, list[Entry]]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            retired = self.conn.execute(
+                "DELETE FROM entry WHERE seq IN (SELECT seq FROM entry WHERE seq < ? ORDER BY seq LIMIT ?)",
+                (behind_at, chunk),
+            ).rowcount
+            dropped, gaps = 0, list[Entry]()
+            if retired < chunk:
+                row = self.conn.execute(
+                    "SELECT MAX(seq) FROM (SELECT seq FROM entry WHERE seq >= ? AND kind = 0 ORDER BY seq LIMIT ?)",
+                    (behind_at, chunk - retired),
+                ).fetchone()
+                if row[0] is not None:
+                    where = ("kind = 0 AND seq >= ? AND seq <= ?", (behind_at, int(row[0])))
+                    dropped, gaps = self._drop_readings(where, cursors, now_ns, reason="max_bytes")
+            self._count(retired=retired)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(dict(self._points))
+            raise
+        return retired + dropped, gaps
+
+    def _drop_readings(
+        self, where: tuple[str, tuple[int, ...]], cursors: dict[str, int], now_ns: int, *, reason: str
+    ) -> tuple[int, list[Entry]]:
+        """Delete the readings matching ``where`` and journal one gap event naming their seq range."""
+        clause, args = where
+        first, last, count = self.conn.execute(
+            f"SELECT MIN(seq), MAX(seq), COUNT(*) FROM entry WHERE {clause}",  # noqa: S608
+            args,
+        ).fetchone()
+        if not count:
+            return 0, []
+        self.conn.execute(f"DELETE FROM entry WHERE {clause}", args)  # noqa: S608
+        behind = sorted(name for name, pos in cursors.items() if pos <= last)
+        logger.warning(
+            "journal dropped %d unsynced readings, seq %d..%d (%s); cursors behind: %s",
+            count,
+            first,
+            last,
+            reason,
+            ", ".join(behind) or "none",
+        )
+        gap = Event(
+            kind="gap",
+            source="journal",
+            ts=now_ns,
+            attrs={
+                "first_seq": first,
+                "last_seq": last,
+                "count": count,
+                "reason": reason,
+                "cursors": list(behind),
+            },
+        )
+        entries = self._insert([(EntryKind.EVENT, gap)])
+        self.counters.next_seq += len(entries)
+        self._count(dropped=count, gaps=1)
+        return int(count), entries
+
+    def _count(self, *, retired: int = 0, dropped: int = 0, gaps: int = 0) -> None:
+        c = self.counters
+        c.retired += retired
+        c.dropped += dropped
+        c.gaps += gaps
+        if retired or dropped or gaps:
+            self.conn.executemany(
+                "UPDATE meta SET value=? WHERE key=?",
+                [(c.retired, "retired"), (c.dropped, "dropped"), (c.gaps, "gaps")],
+            )
+
+
+class ReaderStore:
+    """A read-only view used by readers (streams, history, verification)."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = connect(path, synchronous="normal", readonly=True)
+        self._names: dict[int, str] = {}
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _name(self, pid: int | None) -> str | None:
+        if pid is None:
+            return None
+        name = self._names.get(pid)
+        if name is None:
+            row = self.conn.execute("SELECT name FROM point WHERE id=?", (pid,)).fetchone()
+            name = row[0] if row else f"#{pid}"
+            self._names[pid] = name
+        return name
+
+    def read(self, start: int, limit: int, kinds: Collection[EntryKind] | None = None) -> list[Entry]:
+        if kinds is None or len(kinds) == len(EntryKind):
+            rows = self.conn.execute(
+                "SELECT seq, kind, point_id, ts, body FROM entry WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (start, limit),
+            ).fetchall()
+        else:
+            marks = ",".join(str(int(k)) for k in kinds)
+            rows = self.conn.execute(
+                f"SELECT seq, kind, point_id, ts, body FROM entry WHERE seq >= ? AND kind IN ({marks}) "  # noqa: S608
+                "ORDER BY seq LIMIT ?",
+                (start, limit),
+            ).fetchall()
+        return [Entry(seq, EntryKind(kind), self._name(pid), ts, bytes(body)) for seq, kind, pid, ts, body in rows]
