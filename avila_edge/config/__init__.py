@@ -1,9 +1,12 @@
 """Typed configuration: the model, and the YAML loader that reports file:line errors."""
 
+from avila_edge.config._loader import check_config, load_config, parse_config
 from avila_edge.config.model import (
     AssetConfig,
+    ByteSize,
     DataType,
     DeviceConfig,
+    Duration,
     GatewayConfig,
     HttpConfig,
     JournalConfig,
@@ -18,8 +21,10 @@ from avila_edge.config.model import (
 
 __all__ = [
     "AssetConfig",
+    "ByteSize",
     "DataType",
     "DeviceConfig",
+    "Duration",
     "GatewayConfig",
     "HttpConfig",
     "JournalConfig",
@@ -30,4 +35,7 @@ __all__ = [
     "SiteConfig",
     "Synchronous",
     "TimingConfig",
+    "check_config",
+    "load_config",
+    "parse_config",
 ]

@@ -15,6 +15,14 @@ from typing import Any
 import msgspec
 
 
+class Duration(float):
+    """Seconds. YAML may write a number of seconds or ``250ms``, ``2s``, ``5m``, ``1h``, ``7d``."""
+
+
+class ByteSize(int):
+    """Bytes. YAML may write a number or ``64KiB``, ``16MB``, ``1GiB`` ..."""
+
+
 class DataType(enum.StrEnum):
     """How a point's raw value is interpreted."""
 
@@ -58,11 +66,11 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class TimingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a device is polled and retried."""
 
-    poll_interval: float = 1.0
-    timeout: float = 1.0
+    poll_interval: Duration = Duration(1.0)
+    timeout: Duration = Duration(1.0)
     retries: int = 0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    backoff_initial: Duration = Duration(0.5)
+    backoff_max: Duration = Duration(30.0)
 
 
 class PointConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -76,7 +84,7 @@ class PointConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     offset: float = 0.0
     unit: str = ""
     description: str = ""
-    poll_interval: float | None = None
+    poll_interval: Duration | None = None
     deadband: float = 0.0
     writable: bool = False
 
@@ -108,9 +116,9 @@ class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``commit_interval`` 0 commits as soon as the writer is free (appends that arrive during a commit
     share the next one); a positive value waits that long to gather more per commit (slow SD cards)."""
 
-    max_bytes: int = 1 << 30
-    max_age: float | None = None
-    commit_interval: float = 0.0
+    max_bytes: ByteSize = ByteSize(1 << 30)
+    max_age: Duration | None = None
+    commit_interval: Duration = Duration(0.0)
     batch_max: int = 10_000
     synchronous: Synchronous = Synchronous.NORMAL
 
