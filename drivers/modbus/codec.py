@@ -1,0 +1,129 @@
+"""Pure conversions between Modbus registers/bits and point values. No I/O."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+
+from avila_edge.config.model import DataType, PointConfig
+from avila_edge.core import Value
+from drivers.modbus.config import ModbusAddress, Order
+
+_FORMATS: dict[DataType, str] = {
+    DataType.INT16: "h",
+    DataType.UINT16: "H",
+    DataType.INT32: "i",
+    DataType.UINT32: "I",
+    DataType.INT64: "q",
+    DataType.UINT64: "Q",
+    DataType.FLOAT32: "f",
+    DataType.FLOAT64: "d",
+}
+_INTEGER_RANGES: dict[DataType, tuple[int, int]] = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+    DataType.UINT64: (0, 2**64 - 1),
+}
+BIT_TABLES = ("coil", "discrete")
+
+
+class CodecError(ValueError):
+    """A value cannot be converted (out of range, wrong type)."""
+
+
+def register_count(kind: DataType, address: ModbusAddress) -> int:
+    """How many registers (or bits, for coil/discrete) a point occupies."""
+    if address.table in BIT_TABLES or address.bit is not None:
+        return 1
+    if kind is DataType.STRING:
+        return address.length or 0
+    if kind is DataType.BOOL:
+        return 1
+    return struct.calcsize(_FORMATS[kind]) // 2
+
+
+def _ordered(raw: bytes, byte_order: Order, word_order: Order) -> bytes:
+    """Reorder bytes read in wire order into big-endian (ABCD) order, or back (it is its own inverse)."""
+    if byte_order == "big" and word_order == "big":
+        return raw
+    words = [raw[i : i + 2] for i in range(0, len(raw), 2)]
+    if word_order == "little":
+        words.reverse()
+    if byte_order == "little":
+        words = [w[::-1] for w in words]
+    return b"".join(words)
+
+
+def registers_to_bytes(registers: Sequence[int]) -> bytes:
+    return struct.pack(f">{len(registers)}H", *registers)
+
+
+def decode_raw(block: bytes, offset: int, kind: DataType, address: ModbusAddress) -> Value:
+    """The raw value of a register point whose first register is ``offset`` in ``block`` (wire bytes)."""
+    if address.bit is not None:
+        (word,) = struct.unpack_from(">H", block, offset * 2)
+        return bool((word >> address.bit) & 1)
+    count = register_count(kind, address)
+    raw = _ordered(block[offset * 2 : (offset + count) * 2], address.byte_order, address.word_order)
+    if kind is DataType.STRING:
+        return raw.split(b"\0", 1)[0].decode("ascii", errors="replace").strip()
+    if kind is DataType.BOOL:
+        return raw != b"\0\0"
+    (value,) = struct.unpack(">" + _FORMATS[kind], raw)
+    return value  # type: ignore[no-any-return]
+
+
+def encode_raw(value: Value, kind: DataType, address: ModbusAddress) -> list[int]:
+    """Registers for a raw value (the inverse of ``decode_raw``)."""
+    if kind is DataType.STRING:
+        length = address.length or 0
+        data = str(value).encode("ascii")
+        if len(data) > length * 2:
+            raise CodecError(f"text of {len(data)} characters does not fit in {length} registers")
+        raw = data.ljust(length * 2, b"\0")
+    elif kind is DataType.BOOL:
+        raw = b"\0\1" if value else b"\0\0"
+    else:
+        fmt = _FORMATS[kind]
+        if kind in _INTEGER_RANGES:
+            low, high = _INTEGER_RANGES[kind]
+            if isinstance(value, float) and not value.is_integer():
+                raise CodecError(f"{value} is not a whole number for {kind.value}")
+            if not isinstance(value, int | float) or not low <= int(value) <= high:
+                raise CodecError(f"{value!r} is out of range for {kind.value} ({low}..{high})")
+            raw = struct.pack(">" + fmt, int(value))
+        else:
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise CodecError(f"{value!r} is not a number")
+            raw = struct.pack(">" + fmt, float(value))
+    wire = _ordered(raw, address.byte_order, address.word_order)
+    return list(struct.unpack(f">{len(wire) // 2}H", wire))
+
+
+def to_engineering(raw: Value, point: PointConfig) -> Value:
+    """Apply the point's scale and offset; integers stay integers when both are neutral."""
+    if isinstance(raw, bool | str):
+        return raw
+    if point.scale == 1.0 and point.offset == 0.0:
+        return raw
+    return raw * point.scale + point.offset
+
+
+def from_engineering(value: Value, point: PointConfig) -> Value:
+    """The raw value to write for an engineering ``value`` (inverse of ``to_engineering``)."""
+    if isinstance(value, bool | str) or point.type in (DataType.BOOL, DataType.STRING):
+        return value
+    if point.scale == 1.0 and point.offset == 0.0:
+        return value
+    if point.scale == 0:
+        raise CodecError("a point with scale 0 cannot be written")
+    raw = (value - point.offset) / point.scale
+    if point.type in _INTEGER_RANGES:
+        if not math.isfinite(raw):
+            raise CodecError(f"{value} is not a finite number")
+        return round(raw)
+    return raw

@@ -1,0 +1,232 @@
+"""The Modbus driver: polls planned blocks on their intervals, turns replies into Readings, writes."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from avila_edge.config.model import DataType, DeviceConfig
+from avila_edge.core import Backoff, Clock, DeviceRejected, DriverError, LinkDown, Quality, Reading, Timeout, Value
+from avila_edge.driver import Driver, ReadingSink
+from drivers.modbus import codec
+from drivers.modbus.config import ModbusAddress, ModbusConnection
+from drivers.modbus.planner import Block, plan
+from drivers.modbus.transport import TcpTransport, Transport
+
+logger = logging.getLogger(__name__)
+
+TransportFactory = Callable[[DeviceConfig], Transport]
+
+
+def tcp_transport(device: DeviceConfig) -> Transport:
+    conn: ModbusConnection = device.connection
+    return TcpTransport(device.id, conn.host, conn.port, timeout=device.timing.timeout)
+
+
+class ModbusDriver(Driver):
+    """Reads and writes the points of one Modbus device (several unit ids may sit behind it)."""
+
+    def __init__(self, device: DeviceConfig, *, clock: Clock, transport: TransportFactory = tcp_transport) -> None:
+        super().__init__(device, clock=clock)
+        self.blocks = plan(device)
+        self._transport = transport(device)
+        self._backoff = Backoff(device.timing.backoff_initial, device.timing.backoff_max)
+        self._points = {p.id: p for p in device.points}
+        self._last_good: dict[str, Value] = {}
+
+    async def stop(self) -> None:
+        self._transport.close()
+        self._health.connected = False
+
+    async def run(self, sink: ReadingSink) -> None:
+        due = dict.fromkeys(range(len(self.blocks)), 0.0)
+        while True:
+            if not self._transport.connected:
+                await self._connect(sink)
+                continue
+            now = self.clock.monotonic()
+            ready = [i for i, t in due.items() if t <= now]
+            if not ready:
+                await self.clock.sleep(min(due.values()) - now)
+                continue
+            started = time.perf_counter()
+            batch: list[Reading] = []
+            for i in ready:
+                block = self.blocks[i]
+                following = due[i] + block.interval
+                due[i] = following if following > now else now + block.interval  # missed cycles are skipped
+                batch.extend(await self._poll(block))
+                if not self._link_up():
+                    break
+            self._health.last_poll_seconds = time.perf_counter() - started
+            if batch:
+                await sink(batch)
+
+    def _link_up(self) -> bool:
+        return self._transport.connected
+
+    async def _connect(self, sink: ReadingSink) -> None:
+        try:
+            await self._transport.connect()
+        except LinkDown as exc:
+            self._health.failure(exc)
+            self._health.connected = False
+            await sink(self._bad_all(f"link down: {exc.detail}"))
+            delay = self._backoff.next_delay()
+            logger.warning("%s; retrying in %.1f s", exc, delay)
+            await self.clock.sleep(delay)
+            return
+        self._backoff.reset()
+        self._health.connected = True
+        logger.info("%s: connected to %s", self.device.id, getattr(self._transport, "endpoint", "device"))
+
+    async def _poll(self, block: Block) -> list[Reading]:
+        attempts = self.device.timing.retries + 1
+        error: DriverError | None = None
+        for _ in range(attempts):
+            self._health.requests += 1
+            try:
+                values = await self._transport.read(block.unit, block.table, block.start, block.count)
+            except DriverError as exc:
+                error = exc
+                self._health.failure(exc)
+                if isinstance(exc, LinkDown):
+                    self._health.connected = False
+                    break
+                if isinstance(exc, DeviceRejected):
+                    break
+                continue
+            now = self.clock.now_ns()
+            self._health.success(now)
+            return self._decode(block, values, now)
+        assert error is not None
+        if isinstance(error, Timeout):
+            # a late reply could be taken for the next request's: start a fresh connection
+            self._transport.close()
+            self._health.connected = False
+        reason = _reason(error)
+        logger.warning("%s", error)
+        now = self.clock.now_ns()
+        return [self._bad(p.point.id, reason, now) for p in block.points]
+
+    def _decode(self, block: Block, values: list[int] | list[bool], now: int) -> list[Reading]:
+        out: list[Reading] = []
+        if block.table in codec.BIT_TABLES:
+            for p in block.points:
+                out.append(Reading(point=p.point.id, value=bool(values[p.offset]), ts_source=now, ts_gateway=now))
+            return out
+        raw_block = codec.registers_to_bytes([int(v) for v in values])
+        for p in block.points:
+            try:
+                raw = codec.decode_raw(raw_block, p.offset, p.point.type, p.address)
+                value = codec.to_engineering(raw, p.point)
+            except (ValueError, OverflowError) as exc:
+                self._health.count("protocol_violation")
+                out.append(self._bad(p.point.id, f"cannot decode {p.point.type.value}: {exc}", now))
+                continue
+            if isinstance(value, float) and math.isnan(value):
+                out.append(self._bad(p.point.id, "device sent NaN", now))
+                continue
+            self._last_good[p.point.id] = value
+            out.append(Reading(point=p.point.id, value=value, ts_source=now, ts_gateway=now))
+        return out
+
+    def _bad(self, point: str, reason: str, now: int) -> Reading:
+        return Reading(
+            point=point,
+            value=self._last_good.get(point),
+            quality=Quality.BAD,
+            reason=reason,
+            ts_source=now,
+            ts_gateway=now,
+        )
+
+    def _bad_all(self, reason: str) -> list[Reading]:
+        now = self.clock.now_ns()
+        return [self._bad(p.id, reason, now) for p in self.device.points]
+
+    async def write(self, point_id: str, value: Value) -> None:
+        point = self._points.get(point_id)
+        op = f"write {point_id}"
+        if point is None:
+            raise DeviceRejected(self.device.id, op, "no such point on this device")
+        if not point.writable:
+            raise DeviceRejected(self.device.id, op, "the point is not writable (set writable: true)")
+        address: ModbusAddress = point.address
+        conn: ModbusConnection = self.device.connection
+        unit = address.unit_id if address.unit_id is not None else conn.unit_id
+        if address.table == "coil":
+            await self._transport.write_coils(unit, address.address, [bool(value)])
+            return
+        if address.table != "holding":
+            raise DeviceRejected(self.device.id, op, f"{address.table} registers are read-only")
+        try:
+            raw = codec.from_engineering(value, point)
+            if address.bit is not None:
+                current = await self._transport.read(unit, "holding", address.address, 1)
+                word = int(current[0])
+                word = word | (1 << address.bit) if raw else word & ~(1 << address.bit)
+                registers = [word]
+            else:
+                registers = codec.encode_raw(raw, point.type, address)
+        except codec.CodecError as exc:
+            raise DeviceRejected(self.device.id, op, str(exc)) from exc
+        await self._transport.write_registers(unit, address.address, registers)
+
+
+def _reason(error: DriverError) -> str:
+    if isinstance(error, LinkDown):
+        return f"link down: {error.detail}"
+    if isinstance(error, Timeout):
+        return f"timeout: {error.detail}"
+    if isinstance(error, DeviceRejected):
+        return f"device rejected: {error.detail}"
+    return f"protocol violation: {error.detail}"
+
+
+def check_device(device: DeviceConfig) -> list[tuple[str, str]]:
+    """Cross-field problems in a Modbus device's configuration."""
+    problems: list[tuple[str, str]] = []
+    conn: ModbusConnection = device.connection
+    if not 1 <= conn.port <= 65535:
+        problems.append(("connection.port", "must be between 1 and 65535"))
+    if not 0 <= conn.unit_id <= 255:
+        problems.append(("connection.unit_id", "must be between 0 and 255"))
+    if not 1 <= conn.max_block_registers <= 125:
+        problems.append(("connection.max_block_registers", "must be between 1 and 125 (the protocol limit)"))
+    if not 1 <= conn.max_block_bits <= 2000:
+        problems.append(("connection.max_block_bits", "must be between 1 and 2000 (the protocol limit)"))
+    if conn.max_gap < 0:
+        problems.append(("connection.max_gap", "must be 0 or more"))
+    for i, point in enumerate(device.points):
+        a: ModbusAddress = point.address
+        here = f"points[{i}]"
+        if a.unit_id is not None and not 0 <= a.unit_id <= 255:
+            problems.append((f"{here}.address.unit_id", "must be between 0 and 255"))
+        if a.table in codec.BIT_TABLES:
+            if point.type is not DataType.BOOL:
+                problems.append((f"{here}.type", f"a {a.table} holds a bool, not {point.type.value}"))
+            if a.bit is not None:
+                problems.append((f"{here}.address.bit", f"bit only applies to registers, not to a {a.table}"))
+        elif a.bit is not None:
+            if not 0 <= a.bit <= 15:
+                problems.append((f"{here}.address.bit", "must be between 0 and 15"))
+            if point.type is not DataType.BOOL:
+                problems.append((f"{here}.type", "a bit in a register is a bool"))
+        if point.type is DataType.STRING and not a.length:
+            problems.append((f"{here}.address.length", "a string needs its length in registers"))
+        count = codec.register_count(point.type, a)
+        limit = 65536
+        if not a.address >= 0 or a.address + count > limit:
+            problems.append(
+                (f"{here}.address.address", f"registers {a.address}..{a.address + count - 1} are outside 0..65535")
+            )
+        if count > conn.max_block_registers and a.table not in codec.BIT_TABLES:
+            problems.append(
+                (f"{here}.address.length", f"{count} registers exceed one request ({conn.max_block_registers})")
+            )
+        if point.writable and a.table in ("input", "discrete"):
+            problems.append((f"{here}.writable", f"{a.table} registers are read-only in Modbus"))
+    return problems
