@@ -88,10 +88,11 @@ class HealthTracker:
         mid = _crossing(fit.value, threshold, now, horizon)
         # onsets the data cannot tell apart from the best one (profile likelihood, one parameter)
         plausible = [f for f in fits if f.ssr <= fit.ssr * math.exp(z * z / len(points))]
-        lows, highs = [], []
+        lows: list[float | None] = []
+        highs: list[float | None] = []
         for f in plausible:
-            lows.append(_crossing(lambda t, f=f: f.value(t) + z * f.prediction_sd(t), threshold, now, horizon))
-            highs.append(_crossing(lambda t, f=f: f.value(t) - z * f.prediction_sd(t), threshold, now, horizon))
+            lows.append(_crossing(f.band(+z), threshold, now, horizon))
+            highs.append(_crossing(f.band(-z), threshold, now, horizon))
         low = min((x for x in lows if x is not None), default=None)
         high = None if any(x is None for x in highs) else max(x for x in highs if x is not None)
         return RulEstimate(
@@ -154,6 +155,10 @@ class _HingeFit:
             return 0.0
         _, b, c = self.coef
         return (b + 2 * c * (t - self.onset) / self.scale) / self.scale
+
+    def band(self, z: float) -> Callable[[float], float]:
+        """The prediction band ``z`` standard deviations above (or below, for negative z) the trend."""
+        return lambda t: self.value(t) + z * self.prediction_sd(t)
 
     def prediction_sd(self, t: float) -> float:
         x = self._basis(t)
