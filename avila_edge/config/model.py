@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from avila_edge.config.twins import AssetTypeConfig
+
 
 class Duration(float):
     """Seconds. YAML may write a number of seconds or ``250ms``, ``2s``, ``5m``, ``1h``, ``7d``."""
@@ -139,6 +141,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     site: SiteConfig
     devices: tuple[DeviceConfig, ...] = ()
     assets: tuple[AssetConfig, ...] = ()
+    asset_types: tuple[AssetTypeConfig, ...] = ()
     state_dir: Path = Path("/var/lib/avila-edge")
     journal: JournalConfig = JournalConfig()
     http: HttpConfig = HttpConfig()

@@ -17,17 +17,9 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-import msgspec
-
+from avila_edge.config.twins import AlarmConfig, AlarmKind
 from avila_edge.core import Quality
 from avila_edge.twins.expr import Sample
-
-
-class AlarmKind(enum.StrEnum):
-    HIGH = "high"
-    LOW = "low"
-    RATE = "rate"
-    BAD_QUALITY = "bad_quality"
 
 
 class AlarmState(enum.StrEnum):
@@ -35,21 +27,6 @@ class AlarmState(enum.StrEnum):
     ACTIVE = "active"
     ACKNOWLEDGED = "acknowledged"
     CLEARED_UNACKED = "cleared_unacknowledged"
-
-
-class AlarmConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One alarm on one value of a twin (a point or a derived property of the same asset)."""
-
-    id: str
-    value: str
-    kind: AlarmKind
-    limit: float = 0.0
-    hysteresis: float = 0.0
-    delay: float = 0.0
-    clear_delay: float = 0.0
-    window: float = 60.0
-    severity: str = "warning"
-    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,14 +19,7 @@ from statistics import NormalDist
 
 import msgspec
 
-
-class MaintenanceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    indicator: str
-    failure_threshold: float
-    sample_interval: float = 60.0
-    history: float = 7 * 86400.0
-    min_samples: int = 20
-    confidence: float = 0.9
+from avila_edge.config.twins import MaintenanceConfig
 
 
 class RulEstimate(msgspec.Struct, frozen=True):
@@ -52,20 +45,23 @@ class HealthTracker:
         self._samples: deque[tuple[float, float]] = deque()
         self._bucket: tuple[float, float, int] | None = None  # start, sum, count
 
-    def add(self, t: float, value: float) -> None:
+    def add(self, t: float, value: float) -> bool:
+        """Add a sample; True when it closed a bucket (the estimate may have changed)."""
         if not math.isfinite(value):
-            return
+            return False
         width = self.config.sample_interval
         if self._bucket is not None and t < self._bucket[0] + width:
             start, total, count = self._bucket
             self._bucket = (start, total + value, count + 1)
-            return
+            return False
+        closed = self._bucket is not None
         if self._bucket is not None:
             start, total, count = self._bucket
             self._samples.append((start + width / 2, total / count))
         self._bucket = (t, value, 1)
         while self._samples and self._samples[0][0] < t - self.config.history:
             self._samples.popleft()
+        return closed
 
     def estimate(self, now: float) -> RulEstimate | None:
         points = list(self._samples)

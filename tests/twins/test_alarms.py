@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from avila_edge.config.twins import AlarmConfig, AlarmKind
 from avila_edge.core import Quality
-from avila_edge.twins.alarms import AcknowledgeError, Alarm, AlarmConfig, AlarmKind, AlarmState
+from avila_edge.twins.alarms import AcknowledgeError, Alarm, AlarmState
 from avila_edge.twins.expr import Sample
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from avila_edge.twins.maintenance import HealthTracker, MaintenanceConfig
+from avila_edge.config.twins import MaintenanceConfig
+from avila_edge.twins.maintenance import HealthTracker
 from hil.plant import VIBRATION_FAILURE, PumpPlant
 
 
