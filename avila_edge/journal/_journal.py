@@ -295,6 +295,14 @@ class Journal:
         entries: list[Entry] = await self._run_reader(reader.read, start, limit, kinds)
         return entries
 
+    async def latest_readings(self) -> list[Reading]:
+        """The newest stored reading of every point (to rebuild live state after a restart)."""
+        reader = self._reader
+        if reader is None:
+            raise JournalError("journal is not open")
+        entries: list[Entry] = await self._run_reader(reader.latest)
+        return [e.reading() for e in entries]
+
     async def stream(self, start: int, *, batch: int = 1000) -> AsyncIterator[list[Entry]]:
         """Yield entries from ``start`` on, then each new commit as it happens. Never ends by itself."""
         position = start

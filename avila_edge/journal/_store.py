@@ -289,6 +289,13 @@ class WriterStore:
             )
 
 
+LATEST_SQL = """
+SELECT e.seq, e.kind, e.point_id, e.ts, e.body FROM entry e
+JOIN (SELECT point_id, MAX(seq) AS seq FROM entry WHERE point_id IS NOT NULL GROUP BY point_id) m ON e.seq = m.seq
+ORDER BY e.seq
+"""
+
+
 class ReaderStore:
     """A read-only view used by readers (streams, history, verification)."""
 
@@ -308,6 +315,11 @@ class ReaderStore:
             name = row[0] if row else f"#{pid}"
             self._names[pid] = name
         return name
+
+    def latest(self) -> list[Entry]:
+        """The newest stored reading of every point (uses the point index)."""
+        rows = self.conn.execute(LATEST_SQL).fetchall()
+        return [Entry(seq, EntryKind(kind), self._name(pid), ts, bytes(body)) for seq, kind, pid, ts, body in rows]
 
     def read(self, start: int, limit: int, kinds: Collection[EntryKind] | None = None) -> list[Entry]:
         if kinds is None or len(kinds) == len(EntryKind):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from avila_edge.config.model import GatewayConfig
 from avila_edge.config.twins import AggregateFunction, AssetTypeConfig
 from avila_edge.core import DriverError, Event, GatewayError, Quality, Reading, Value, split_point_id
-from avila_edge.twins.alarms import Alarm, AlarmTransition
+from avila_edge.twins.alarms import Alarm, AlarmState, AlarmTransition
 from avila_edge.twins.expr import Expression, Sample
 from avila_edge.twins.maintenance import HealthTracker, RulEstimate
 from avila_edge.twins.state import Desired, NotWritable, Reported, TwinState, WriteStatus
@@ -213,6 +213,34 @@ class TwinService:
             twin.state.derived[name] = Reported(value, quality, reason, now_ns, now_ns, None)
         twin.state.version += 1
         return True
+
+    def restore(self, latest: Iterable[Reading], events: Iterable[Event]) -> None:
+        """Rebuild state after a restart from the newest readings and the journaled twin events."""
+        for r in latest:
+            asset, _, name = r.point.partition("/")
+            twin = self._twins.get(asset)
+            if twin is not None:
+                twin.state.reported[name] = Reported.of(r)
+                self.now = max(self.now, r.ts_gateway / 1e9)
+        for e in events:
+            asset, _, name = e.source.partition("/")
+            twin = self._twins.get(asset)
+            if twin is None:
+                continue
+            if e.kind == "desired":
+                status = WriteStatus(str(e.attrs["status"]))
+                if status is WriteStatus.PENDING:
+                    status, reason = WriteStatus.FAILED, "gateway restarted before the write was confirmed"
+                else:
+                    reason = str(e.attrs.get("reason", ""))
+                value = e.attrs["value"]
+                twin.state.desired[name] = Desired(
+                    value, int(e.attrs["version"]), status, reason, str(e.attrs.get("by", "")), e.ts, 0.0
+                )
+            elif e.kind == "alarm" and name in twin.alarms:
+                twin.alarms[name].state = AlarmState(str(e.attrs["state"]))
+        for asset in self._twins:
+            self._recompute(asset, int(self.now * 1e9))
 
     # -- desired values and alarms ----------------------------------------------------------------
 

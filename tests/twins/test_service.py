@@ -107,3 +107,38 @@ async def test_an_unconfirmed_write_fails_at_its_deadline() -> None:
     (event,) = [e for e in twins.tick(6.0) if e.kind == "desired"]
     assert event.attrs["status"] == "failed"
     assert twins.state("pump1").desired["speed_setpoint"].reason == "no matching reading before the deadline"
+
+
+async def test_twin_state_survives_a_restart_through_the_journal(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from avila_edge.config.model import JournalConfig
+    from avila_edge.journal import EntryKind, Journal
+
+    path = Path(str(tmp_path)) / "j.sqlite3"
+    config = site()
+    ts = 1_800_000_000 * 10**9
+    async with Journal.open(path, JournalConfig(), clock=SystemClock()) as journal:
+        twins = TwinService(config)
+        batch = [
+            Reading(point="pump1/motor_temperature", value=t, ts_source=ts + i * 10**9, ts_gateway=ts + i * 10**9)
+            for i, t in enumerate([70.0, 85.0, 86.0, 87.0, 88.0])
+        ] + [Reading(point="pump1/speed_setpoint", value=1500, ts_source=ts, ts_gateway=ts)]
+        await journal.append(batch)
+        events = []
+        for r in batch:
+            events += twins.apply([r])
+        events += twins.tick(ts / 1e9 + 60)
+        _, more = await twins.set_desired("pump1", "speed_setpoint", 1500, expected_version=0, by="op")
+        events += more + twins.apply([Reading(point="pump1/speed_setpoint", value=1500, ts_source=ts, ts_gateway=ts)])
+        await journal.append_events(events)
+    async with Journal.open(path, JournalConfig(), clock=SystemClock()) as journal:
+        restored = TwinService(config)
+        latest = await journal.latest_readings()
+        evs = [e.event() for e in await journal.read(0, 10_000, kinds=[EntryKind.EVENT])]
+        restored.restore(latest, evs)
+    state = restored.state("pump1")
+    assert state.reported["motor_temperature"].value == 88.0
+    assert state.desired["speed_setpoint"].status is WriteStatus.CONFIRMED
+    assert state.desired["speed_setpoint"].version == 1
+    assert restored.snapshot("pump1")["alarms"]["hot"]["state"] == "active"  # type: ignore[index]
