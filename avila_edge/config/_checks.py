@@ -1,0 +1,127 @@
+"""Checks that span keys or sections: unique ids, declared assets, the asset tree, ranges."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from avila_edge.config._convert import Collector
+from avila_edge.config._yaml import KeyPath
+from avila_edge.config.model import AssetConfig, DeviceConfig, GatewayConfig
+from avila_edge.core import split_point_id
+
+MIN_JOURNAL_BYTES = 1 << 20
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SAFE_WORDS = "letters, digits, '-', '_' and '.' (starting with a letter or digit)"
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedDevice:
+    """A converted device and, for each of its points, the point's index in the file."""
+
+    index: int
+    device: DeviceConfig
+    point_indexes: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class Draft:
+    """What could be converted; indexes are those of the file, so messages name the right item."""
+
+    top: GatewayConfig | None = None
+    assets: list[tuple[int, AssetConfig]] = field(default_factory=list)
+    devices: list[PlacedDevice] = field(default_factory=list)
+
+
+def cross_check(draft: Draft, c: Collector) -> None:
+    """Report every problem that no single key shows on its own."""
+    if draft.top is not None:
+        _check_sections(draft.top, c)
+    asset_ids = _check_assets(draft.assets, c)
+    _check_devices(draft.devices, asset_ids, c)
+
+
+def _check_sections(top: GatewayConfig, c: Collector) -> None:
+    if not top.site.id:
+        c.add(("site", "id"), "the site id must not be empty")
+    elif not _SAFE_ID.match(top.site.id):
+        c.add(("site", "id"), f"site id '{top.site.id}' may only use {_SAFE_WORDS}")
+    if top.journal.max_bytes < MIN_JOURNAL_BYTES:
+        c.add(("journal", "max_bytes"), "must be at least 1MiB")
+    if top.journal.batch_max < 1:
+        c.add(("journal", "batch_max"), "must be at least 1")
+    if top.journal.max_age is not None and top.journal.max_age <= 0:
+        c.add(("journal", "max_age"), "must be greater than 0 (leave it out to keep entries of any age)")
+    if not 0 <= top.http.port <= 65535:
+        c.add(("http", "port"), "must be between 1 and 65535 (0 picks a free port)")
+    if not top.http.host:
+        c.add(("http", "host"), "must not be empty (127.0.0.1 serves this machine only, 0.0.0.0 every network)")
+
+
+def _check_assets(assets: list[tuple[int, AssetConfig]], c: Collector) -> set[str]:
+    asset_ids = {a.id for _, a in assets}
+    first: dict[str, int] = {}
+    for i, a in assets:
+        if not _SAFE_ID.match(a.id):
+            c.add(("assets", i, "id"), f"asset id '{a.id}' may only use {_SAFE_WORDS}")
+        if a.id in first:
+            c.add(("assets", i, "id"), f"asset '{a.id}' is already declared (assets[{first[a.id]}])")
+        first.setdefault(a.id, i)
+        if a.parent is not None and a.parent not in asset_ids:
+            known = ", ".join(sorted(asset_ids))
+            c.add(("assets", i, "parent"), f"parent '{a.parent}' is not a declared asset (declared: {known})")
+    parents = {a.id: a.parent for _, a in assets}
+    for i, a in assets:  # an asset on a loop is reported; one below a loop is not (its ancestor is)
+        chain, node = [a.id], a.parent
+        while node is not None and node not in chain[1:]:
+            chain.append(node)
+            if node == a.id:
+                c.add(("assets", i, "parent"), f"asset '{a.id}' is its own ancestor: {' → '.join(chain)}")
+                break
+            node = parents.get(node)
+    return asset_ids
+
+
+def _check_devices(devices: list[PlacedDevice], asset_ids: set[str], c: Collector) -> None:
+    first_device: dict[str, int] = {}
+    point_owner: dict[str, str] = {}
+    for placed in devices:
+        i, d = placed.index, placed.device
+        if not _SAFE_ID.match(d.id):
+            c.add(("devices", i, "id"), f"device id '{d.id}' may only use {_SAFE_WORDS}")
+        if d.id in first_device:
+            c.add(("devices", i, "id"), f"device '{d.id}' is already declared (devices[{first_device[d.id]}])")
+        first_device.setdefault(d.id, i)
+        t = d.timing
+        for key, value in (("poll_interval", t.poll_interval), ("timeout", t.timeout)):
+            if value <= 0:
+                c.add(("devices", i, "timing", key), "must be greater than 0")
+        if t.backoff_initial <= 0:
+            c.add(("devices", i, "timing", "backoff_initial"), "must be greater than 0")
+        elif t.backoff_max < t.backoff_initial:
+            c.add(("devices", i, "timing", "backoff_max"), "must be at least backoff_initial")
+        if t.retries < 0:
+            c.add(("devices", i, "timing", "retries"), "must be 0 or more")
+        for j, p in zip(placed.point_indexes, d.points, strict=True):
+            path: KeyPath = ("devices", i, "points", j)
+            for key, number in (("scale", p.scale), ("offset", p.offset), ("deadband", p.deadband)):
+                if not math.isfinite(number):
+                    c.add((*path, key), "must be a finite number")
+            if p.deadband < 0:
+                c.add((*path, "deadband"), "must be 0 or more")
+            if p.poll_interval is not None and p.poll_interval <= 0:
+                c.add((*path, "poll_interval"), "must be greater than 0")
+            try:
+                asset, _ = split_point_id(p.id)
+            except ValueError:
+                c.add((*path, "id"), f"point id '{p.id}' must be 'asset/point', e.g. 'pump1/flow'")
+                continue
+            if not all(_SAFE_ID.match(part) for part in p.id.split("/")):
+                c.add((*path, "id"), f"point id '{p.id}': asset and point names may only use {_SAFE_WORDS}")
+            if p.id in point_owner:
+                c.add((*path, "id"), f"point '{p.id}' is already defined on device '{point_owner[p.id]}'")
+            point_owner.setdefault(p.id, d.id)
+            if asset not in asset_ids:
+                known = ", ".join(sorted(asset_ids)) or "none"
+                c.add((*path, "id"), f"asset '{asset}' is not declared under assets: (declared: {known})")
