@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from avila_edge.config._convert import Collector
 from avila_edge.config._yaml import KeyPath
+from avila_edge.config.expr import Expression, ExpressionError
 from avila_edge.config.model import AssetConfig, DeviceConfig, GatewayConfig
+from avila_edge.config.twins import AssetTypeConfig
 from avila_edge.core import split_point_id
 
 MIN_JOURNAL_BYTES = 1 << 20
@@ -40,6 +42,84 @@ def cross_check(draft: Draft, c: Collector) -> None:
         _check_sections(draft.top, c)
     asset_ids = _check_assets(draft.assets, c)
     _check_devices(draft.devices, asset_ids, c)
+    if draft.top is not None:
+        _check_twins(draft.top.asset_types, draft, c)
+
+
+def _check_twins(types: tuple[AssetTypeConfig, ...], draft: Draft, c: Collector) -> None:
+    """Asset types: declared once, expressions valid, every name they use exists on their assets."""
+    declared: dict[str, int] = {}
+    for i, t in enumerate(types):
+        if t.id in declared:
+            c.add(("asset_types", i, "id"), f"asset type '{t.id}' is already declared (asset_types[{declared[t.id]}])")
+        declared.setdefault(t.id, i)
+    if not types:
+        return
+    points: dict[str, set[str]] = {}
+    writable: dict[str, set[str]] = {}
+    for placed in draft.devices:
+        for p in placed.device.points:
+            asset, _, name = p.id.partition("/")
+            points.setdefault(asset, set()).add(name)
+            if p.writable:
+                writable.setdefault(asset, set()).add(name)
+    members: dict[str, list[str]] = {}
+    asset_ids = {a.id for _, a in draft.assets}
+    for i, a in draft.assets:
+        if a.type and a.type not in declared:
+            known = ", ".join(sorted(declared))
+            c.add(
+                ("assets", i, "type"), f"asset type '{a.type}' is not declared under asset_types: (declared: {known})"
+            )
+        members.setdefault(a.type, []).append(a.id)
+    for i, t in enumerate(types):
+        base: tuple[str | int, ...] = ("asset_types", i)
+        own = set(t.derived) | set(t.aggregates)
+
+        def known_on_all(name: str, path: tuple[str | int, ...], what: str, t: AssetTypeConfig = t) -> None:
+            if "." in name:
+                other = name.partition(".")[0]
+                if other not in asset_ids:
+                    c.add(path, f"{what} '{name}' names asset '{other}', which is not declared")
+                return
+            if name in set(t.derived) | set(t.aggregates):
+                return
+            missing = [a for a in members.get(t.id, []) if name not in points.get(a, set())]
+            if missing:
+                c.add(
+                    path, f"{what} '{name}' is neither a derived value of '{t.id}' nor a point of {', '.join(missing)}"
+                )
+
+        for name, text in t.derived.items():
+            try:
+                expr = Expression(text)
+            except ExpressionError as exc:
+                c.add((*base, "derived", name), str(exc))
+                continue
+            for used in sorted(expr.names - {name}):
+                known_on_all(used, (*base, "derived", name), "value")
+            if name in expr.names:
+                c.add((*base, "derived", name), f"'{name}' uses itself")
+        for j, alarm in enumerate(t.alarms):
+            known_on_all(alarm.value, (*base, "alarms", j, "value"), "alarm value")
+            if alarm.hysteresis < 0 or alarm.delay < 0 or alarm.clear_delay < 0 or alarm.window <= 0:
+                c.add((*base, "alarms", j), "hysteresis and delays must be 0 or more, window more than 0")
+        if t.maintenance is not None:
+            known_on_all(t.maintenance.indicator, (*base, "maintenance", "indicator"), "indicator")
+            if not 0 < t.maintenance.confidence < 1:
+                c.add((*base, "maintenance", "confidence"), "must be between 0 and 1, e.g. 0.9")
+            if t.maintenance.sample_interval <= 0 or t.maintenance.history <= t.maintenance.sample_interval:
+                c.add((*base, "maintenance", "history"), "must be longer than sample_interval, which must be above 0")
+        for name in t.writable:
+            if name in own:
+                c.add((*base, "writable", name), "a derived value cannot be written; name a device point")
+                continue
+            missing = [a for a in members.get(t.id, []) if name not in writable.get(a, set())]
+            if missing:
+                c.add(
+                    (*base, "writable", name),
+                    f"'{name}' is not a writable point (writable: true) of {', '.join(missing)}",
+                )
 
 
 def _check_sections(top: GatewayConfig, c: Collector) -> None:

@@ -17,9 +17,9 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
+from avila_edge.config.expr import Sample
 from avila_edge.config.twins import AlarmConfig, AlarmKind
 from avila_edge.core import Quality
-from avila_edge.twins.expr import Sample
 
 
 class AlarmState(enum.StrEnum):

@@ -11,11 +11,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from avila_edge.config.expr import Expression, Sample
 from avila_edge.config.model import GatewayConfig
 from avila_edge.config.twins import AggregateFunction, AssetTypeConfig
 from avila_edge.core import DriverError, Event, GatewayError, Quality, Reading, Value, split_point_id
 from avila_edge.twins.alarms import Alarm, AlarmState, AlarmTransition
-from avila_edge.twins.expr import Expression, Sample
 from avila_edge.twins.maintenance import HealthTracker, RulEstimate
 from avila_edge.twins.state import Desired, NotWritable, Reported, TwinState, WriteStatus
 

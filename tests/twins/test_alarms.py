@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from avila_edge.config.expr import Sample
 from avila_edge.config.twins import AlarmConfig, AlarmKind
 from avila_edge.core import Quality
 from avila_edge.twins.alarms import AcknowledgeError, Alarm, AlarmState
-from avila_edge.twins.expr import Sample
 
 
 def feed(alarm: Alarm, values: list[tuple[float, float]]) -> list[str]:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from avila_edge.config.expr import Expression, ExpressionError, Sample
 from avila_edge.core import Quality
-from avila_edge.twins.expr import Expression, ExpressionError, Sample
 
 
 def good(**values: float) -> dict[str, Sample]:
