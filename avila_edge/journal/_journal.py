@@ -295,6 +295,11 @@ class Journal:
         entries: list[Entry] = await self._run_reader(reader.read, start, limit, kinds)
         return entries
 
+    async def wait_beyond(self, seq: int) -> None:
+        """Return once an entry with a seq above ``seq`` has been committed."""
+        while self.next_seq <= seq + 1:
+            await self._committed.wait()
+
     async def latest_readings(self) -> list[Reading]:
         """The newest stored reading of every point (to rebuild live state after a restart)."""
         reader = self._reader

@@ -1,0 +1,241 @@
+"""Ships the journal to a cloud MQTT broker. Each lane is a journal cursor that moves only after the
+remote side confirmed the batch (broker PUBACK at QoS 1, or the fleet receiver's ack).
+
+Two lanes share one connection: events (alarms, checkpoints, gaps, write outcomes) always go before
+bulk telemetry, so an alarm is not stuck behind hours of backlog. After any crash or disconnect a
+lane resumes from its last confirmed seq; the fleet dedupes on (gateway, seq), so delivery is
+at-least-once on the wire and exactly-once in effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from avila_edge.config.sync import AckMode, MqttUplinkConfig
+from avila_edge.core import Backoff, Clock
+from avila_edge.journal import Cursor, Entry, EntryKind, Journal
+from avila_edge.sync.batch import encode_batch
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+logger = logging.getLogger(__name__)
+
+
+class UplinkStats(msgspec.Struct, frozen=True):
+    name: str
+    connected: bool
+    batches: int
+    entries: int
+    bytes: int
+    lag: dict[str, int]
+    last_ack_ns: int | None
+    errors: int
+
+
+@dataclass
+class _Lane:
+    name: str
+    kinds: tuple[EntryKind, ...]
+    cursor: Cursor
+    wait_for_full: bool
+
+
+class Ack(msgspec.Struct, frozen=True):
+    """What the fleet receiver publishes on ``<prefix>/<gateway>/ack`` once a batch is durable."""
+
+    lane: str
+    last: int
+
+
+class _TokenBucket:
+    def __init__(self, rate: int, clock: Clock) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.tokens = float(rate)
+        self.at = clock.monotonic()
+
+    async def take(self, n: int) -> None:
+        while True:
+            now = self.clock.monotonic()
+            self.tokens = min(float(self.rate), self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= n or self.tokens >= self.rate:
+                self.tokens -= n
+                return
+            await self.clock.sleep((n - self.tokens) / self.rate)
+
+
+class MqttUplink:
+    def __init__(
+        self, config: MqttUplinkConfig, *, gateway: str, journal: Journal, clock: Clock, password: str | None = None
+    ) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.journal = journal
+        self.clock = clock
+        self._password = password
+        self.topic = f"{config.topic_prefix}/{gateway}/batch"
+        self.ack_topic = f"{config.topic_prefix}/{gateway}/ack"
+        self._lanes: list[_Lane] = []
+        self._bucket = _TokenBucket(config.bandwidth, clock) if config.bandwidth else None
+        self._acks: dict[str, int] = {}
+        self._ack_signal = asyncio.Event()
+        self.connected = False
+        self._batches = self._entries = self._bytes = self._errors = 0
+        self._last_ack_ns: int | None = None
+
+    def stats(self) -> UplinkStats:
+        return UplinkStats(
+            name=self.config.name,
+            connected=self.connected,
+            batches=self._batches,
+            entries=self._entries,
+            bytes=self._bytes,
+            lag={lane.name: lane.cursor.lag for lane in self._lanes},
+            last_ack_ns=self._last_ack_ns,
+            errors=self._errors,
+        )
+
+    async def run(self) -> None:
+        """Ship forever (until cancelled), reconnecting with backoff."""
+        import aiomqtt  # noqa: PLC0415 - loaded only when an uplink is configured
+
+        name = self.config.name
+        self._lanes = [
+            _Lane("events", (EntryKind.EVENT,), await self.journal.cursor(f"uplink:{name}:events"), False),
+            _Lane("readings", (EntryKind.READING,), await self.journal.cursor(f"uplink:{name}:readings"), True),
+        ]
+        backoff = Backoff(0.5, 60.0)
+        while True:
+            delay = backoff.next_delay()
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    backoff.reset()
+                    logger.info("uplink %s connected to %s:%d", name, self.config.host, self.config.port)
+                    async with asyncio.TaskGroup() as tg:
+                        if self.config.ack is AckMode.FLEET:
+                            await client.subscribe(self.ack_topic, qos=1)
+                            tg.create_task(self._receive_acks(client), name=f"uplink[{name}].acks")
+                        await self._pump(client)
+            except* aiomqtt.MqttError as group:
+                self._errors += 1
+                logger.warning("uplink %s: %s; retrying in %.1f s", name, group.exceptions[0], delay)
+            finally:
+                self.connected = False
+            await self.clock.sleep(delay)
+
+    def _client(self) -> aiomqtt.Client:
+        import aiomqtt as m  # noqa: PLC0415
+
+        c = self.config
+        if not c.plaintext:
+            if c.tls is None:
+                tls_context: ssl.SSLContext | None = ssl.create_default_context()
+            else:
+                tls_context = ssl.create_default_context(cafile=str(c.tls.ca_file))
+                if c.tls.cert_file is not None:
+                    tls_context.load_cert_chain(str(c.tls.cert_file), str(c.tls.key_file) if c.tls.key_file else None)
+        else:
+            tls_context = None
+        properties: Any = None
+        clean: dict[str, Any] = {}
+        if c.protocol == 5:
+            from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
+            from paho.mqtt.properties import Properties  # noqa: PLC0415
+
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = c.session_expiry
+            clean["clean_start"] = False
+        else:
+            clean["clean_session"] = False
+        return m.Client(
+            c.host,
+            c.port,
+            identifier=c.client_id or f"avila-edge-{self.gateway}-{c.name}",
+            username=c.username,
+            password=self._password,
+            protocol=m.ProtocolVersion.V5 if c.protocol == 5 else m.ProtocolVersion.V311,
+            keepalive=c.keepalive,
+            tls_context=tls_context,
+            properties=properties,
+            timeout=c.ack_timeout,
+            **clean,
+        )
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        events, readings = self._lanes
+        while True:
+            if await self._send_lane(client, events):
+                continue
+            if await self._send_lane(client, readings):
+                continue
+            position = min(events.cursor.position, readings.cursor.position)
+            await self.journal.wait_beyond(max(position, self.journal.next_seq) - 1)
+            if readings.wait_for_full and self.config.batch_age > 0:
+                await self.clock.sleep(min(self.config.batch_age, 1.0))
+
+    async def _send_lane(self, client: aiomqtt.Client, lane: _Lane) -> bool:
+        """Send up to ``max_in_flight`` batches of the lane; return whether anything was sent."""
+        c = self.config
+        position = lane.cursor.position
+        payloads: list[tuple[bytes, list[Entry]]] = []
+        for _ in range(c.max_in_flight):
+            entries = await self.journal.read(position, c.batch_max, kinds=lane.kinds)
+            if not entries:
+                break
+            payloads.append((encode_batch(self.gateway, entries), entries))
+            position = entries[-1].seq + 1
+            if len(entries) < c.batch_max:
+                break
+        if not payloads:
+            if lane.cursor.position < self.journal.next_seq:
+                await lane.cursor.commit(self.journal.next_seq)  # nothing of this kind up to the end
+            return False
+        async with asyncio.TaskGroup() as tg:
+            for payload, _ in payloads:
+                if self._bucket is not None:
+                    await self._bucket.take(len(payload))
+                tg.create_task(self._publish(client, payload))
+        last = payloads[-1][1][-1].seq
+        if c.ack is AckMode.FLEET:
+            await self._wait_ack(lane.name, last)
+        await lane.cursor.commit(last + 1)
+        self._last_ack_ns = self.clock.now_ns()
+        self._batches += len(payloads)
+        self._entries += sum(len(es) for _, es in payloads)
+        self._bytes += sum(len(p) for p, _ in payloads)
+        return True
+
+    async def _publish(self, client: aiomqtt.Client, payload: bytes) -> None:
+        await client.publish(self.topic, payload, qos=1)
+
+    async def _wait_ack(self, lane: str, last: int) -> None:
+        import aiomqtt  # noqa: PLC0415
+
+        try:
+            async with asyncio.timeout(self.config.ack_timeout):
+                while self._acks.get(lane, -1) < last:
+                    self._ack_signal.clear()
+                    await self._ack_signal.wait()
+        except TimeoutError:
+            raise aiomqtt.MqttError(
+                f"no fleet ack for {lane} up to seq {last} within {self.config.ack_timeout:g} s"
+            ) from None
+
+    async def _receive_acks(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                ack = msgspec.json.decode(bytes(message.payload), type=Ack)
+            except (msgspec.DecodeError, TypeError):
+                logger.warning("uplink %s: ignored malformed ack on %s", self.config.name, message.topic)
+                continue
+            self._acks[ack.lane] = max(self._acks.get(ack.lane, -1), ack.last)
+            self._ack_signal.set()
