@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from avila_edge.config.sync import MqttUplinkConfig
+from avila_edge.config.sync import InfluxSinkConfig, MqttUplinkConfig
 from avila_edge.config.twins import AssetTypeConfig
 
 
@@ -144,6 +144,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     assets: tuple[AssetConfig, ...] = ()
     asset_types: tuple[AssetTypeConfig, ...] = ()
     uplinks: tuple[MqttUplinkConfig, ...] = ()
+    sinks: tuple[InfluxSinkConfig, ...] = ()
     state_dir: Path = Path("/var/lib/avila-edge")
     journal: JournalConfig = JournalConfig()
     http: HttpConfig = HttpConfig()

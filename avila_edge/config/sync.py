@@ -43,3 +43,20 @@ class MqttUplinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Bytes per second the uplink may use (metered links); None: no cap."""
     keepalive: int = 30
     session_expiry: int = 7 * 86400
+
+
+class InfluxSinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A time-series database speaking the InfluxDB v2 write API (InfluxDB, VictoriaMetrics ...).
+
+    ``url`` must be https unless the host is loopback or ``plaintext: true``. The token is read from
+    ``token_file`` (or a systemd credential), never from this file.
+    """
+
+    url: str
+    bucket: str
+    org: str = "avila"
+    name: str = "tsdb"
+    token_file: Path | None = None
+    plaintext: bool = False
+    batch_max: int = 5000
+    timeout: float = 10.0
