@@ -1,6 +1,6 @@
 """Typed configuration: the model, and the YAML loader that reports file:line errors."""
 
-from avila_edge.config._loader import check_config, load_config, parse_config
+from avila_edge.config._loader import check_config, load_config, load_document, parse_config
 from avila_edge.config.model import (
     AssetConfig,
     ByteSize,
@@ -37,5 +37,6 @@ __all__ = [
     "TimingConfig",
     "check_config",
     "load_config",
+    "load_document",
     "parse_config",
 ]

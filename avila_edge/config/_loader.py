@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -16,6 +16,8 @@ from avila_edge.core import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
     from avila_edge.driver.registry import DriverPlugin
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 def parse_config(
@@ -154,3 +156,21 @@ def _build_point(item: Any, path: KeyPath, c: Collector, plugin: DriverPlugin | 
         if address is None:
             return None
     return None if shell is None else msgspec.structs.replace(shell, address=address)
+
+
+def load_document(path: Path, typ: type[S]) -> S:
+    """Load any other YAML document of ours (the fleet receiver's file, for example) into ``typ``,
+    with the same file:line errors as the gateway configuration."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read the file: {exc}")]) from None
+    try:
+        raw, lines = compose(text, str(path))
+    except YamlProblem as exc:
+        raise ConfigError([exc.issue]) from None
+    c = Collector(str(path), lines)
+    result = c.convert(raw, typ, ())
+    if c.issues or result is None:
+        raise ConfigError(c.issues or [ConfigIssue(str(path), None, "", "empty document")])
+    return result

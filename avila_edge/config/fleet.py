@@ -1,0 +1,38 @@
+"""Configuration of the fleet receiver (the cloud side): broker, dedupe store, time-series database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from avila_edge.config.sync import InfluxSinkConfig, MqttTls
+
+
+class FleetBroker(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str
+    port: int = 8883
+    tls: MqttTls | None = None
+    plaintext: bool = False
+    username: str | None = None
+    password_file: Path | None = None
+    client_id: str | None = None
+
+
+class FleetHttp(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8090
+
+
+class FleetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Receivers that share ``share_group`` split the gateways' batches between them; each keeps only
+    its dedupe store in ``state_dir`` (put it on shared storage, or give each receiver the same
+    database through a network filesystem, to scale out; see docs/fleet.md)."""
+
+    broker: FleetBroker
+    state_dir: Path
+    share_group: str = "avila-fleet"
+    topic_prefix: str = "avila"
+    tsdb: InfluxSinkConfig | None = None
+    http: FleetHttp = FleetHttp()
+    ack: bool = True

@@ -1,0 +1,188 @@
+"""Consumes gateway batches from a broker shared subscription, dedupes on (gateway, seq), writes new
+readings to the time-series database, and only then acknowledges and counts them as received."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import msgspec
+
+from avila_edge.config.fleet import FleetConfig
+from avila_edge.core import Backoff, Clock
+from avila_edge.fleet.store import DedupeStore, GatewayStatus
+from avila_edge.journal import EntryKind, decode_event, decode_reading
+from avila_edge.sync.batch import Batch, BatchError, decode_batch
+from avila_edge.sync.lineprotocol import to_line
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ReceiverStats(msgspec.Struct, frozen=True):
+    batches: int
+    entries: int
+    duplicates: int
+    malformed: int
+    tsdb_errors: int
+    connected: bool
+
+
+class FleetReceiver:
+    def __init__(self, config: FleetConfig, *, clock: Clock, password: str | None = None, token: str = "") -> None:
+        self.config = config
+        self.clock = clock
+        self._password = password
+        self._token = token
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-store")
+        self._store: DedupeStore | None = None
+        self._batches = self._entries = self._duplicates = self._malformed = self._tsdb_errors = 0
+        self.connected = False
+
+    def stats(self) -> ReceiverStats:
+        return ReceiverStats(
+            self._batches, self._entries, self._duplicates, self._malformed, self._tsdb_errors, self.connected
+        )
+
+    async def gateways(self) -> list[GatewayStatus]:
+        store = await self._open()
+        result: list[GatewayStatus] = await self._run(store.gateways)
+        return result
+
+    async def _open(self) -> DedupeStore:
+        if self._store is None:
+            self._store = await self._run(DedupeStore, self.config.state_dir / "fleet.sqlite3")
+        return self._store
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._run(self._store.close)
+        self._pool.shutdown(wait=True)
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    async def run(self) -> None:
+        import aiomqtt  # noqa: PLC0415
+
+        store = await self._open()
+        backoff = Backoff(0.5, 30.0)
+        topic = f"$share/{self.config.share_group}/{self.config.topic_prefix}/+/batch"
+        writer = await self._tsdb()
+        try:
+            while True:
+                failed = False
+                try:
+                    async with self._client() as client:
+                        await client.subscribe(topic, qos=1)
+                        self.connected = True
+                        backoff.reset()
+                        async for message in client.messages:
+                            payload = bytes(message.payload)  # type: ignore[arg-type,unused-ignore]
+                            await self._handle(client, store, writer, payload, str(message.topic))
+                except aiomqtt.MqttError as exc:
+                    failed = True
+                    logger.warning("fleet receiver: %s", exc)
+                finally:
+                    self.connected = False
+                if failed:
+                    await self.clock.sleep(backoff.next_delay())
+        finally:
+            if writer is not None:
+                await writer[0].close()
+
+    async def _tsdb(self) -> tuple[Any, Any] | None:
+        if self.config.tsdb is None:
+            return None
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync  # noqa: PLC0415
+
+        t = self.config.tsdb
+        client = InfluxDBClientAsync(url=t.url, token=self._token, org=t.org, timeout=int(t.timeout * 1000))
+        return client, client.write_api()
+
+    def _client(self) -> aiomqtt.Client:
+        import aiomqtt as m  # noqa: PLC0415
+
+        b = self.config.broker
+        context: ssl.SSLContext | None = None
+        if not b.plaintext:
+            context = ssl.create_default_context(cafile=str(b.tls.ca_file) if b.tls else None)
+            if b.tls is not None and b.tls.cert_file is not None:
+                context.load_cert_chain(str(b.tls.cert_file), str(b.tls.key_file) if b.tls.key_file else None)
+        return m.Client(
+            b.host,
+            b.port,
+            identifier=b.client_id,
+            username=b.username,
+            password=self._password,
+            protocol=m.ProtocolVersion.V5,
+            tls_context=context,
+        )
+
+    async def _handle(
+        self, client: aiomqtt.Client, store: DedupeStore, writer: tuple[Any, Any] | None, payload: bytes, topic: str
+    ) -> None:
+        try:
+            batch = decode_batch(payload)
+        except BatchError as exc:
+            self._malformed += 1
+            logger.warning("fleet receiver: malformed batch on %s (%d bytes): %s", topic, len(payload), exc)
+            return
+        expected = topic.split("/")[-2] if topic.count("/") >= 2 else ""
+        if batch.gateway != expected:
+            self._malformed += 1
+            logger.warning("fleet receiver: batch from %s arrived on %s; ignored", batch.gateway, topic)
+            return
+        seqs = [s for s, _, _ in batch.entries]
+        new = await self._run(store.unseen, batch.gateway, seqs)
+        if writer is not None and not await self._write_tsdb(writer, batch, new):
+            return  # not acknowledged: the gateway sends it again
+        gaps = dropped = 0
+        checkpoint: str | None = None
+        for seq, kind, body in batch.entries:
+            if kind == EntryKind.EVENT and seq in new:
+                event = decode_event(body)
+                if event.kind == "gap":
+                    gaps += 1
+                    dropped += int(event.attrs.get("count", 0))
+                elif event.kind == "checkpoint":
+                    checkpoint = str(event.attrs.get("note", ""))
+        added = await self._run(
+            store.record, batch.gateway, batch.entries, now_ns=self.clock.now_ns(), gaps=gaps, dropped=dropped,
+            checkpoint=checkpoint,
+        )  # fmt: skip
+        self._batches += 1
+        self._entries += added
+        self._duplicates += len(batch.entries) - added
+        if self.config.ack:
+            lane = "events" if all(k == EntryKind.EVENT for _, k, _ in batch.entries) else "readings"
+            ack = msgspec.json.encode({"lane": lane, "last": batch.last})
+            await client.publish(f"{self.config.topic_prefix}/{batch.gateway}/ack", ack, qos=1)
+
+    async def _write_tsdb(self, writer: tuple[Any, Any], batch: Batch, new: set[int]) -> bool:
+        from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
+
+        tsdb = self.config.tsdb
+        assert tsdb is not None
+        lines = [
+            to_line(decode_reading(body), site=batch.gateway, measurements={})
+            for seq, kind, body in batch.entries
+            if kind == EntryKind.READING and seq in new
+        ]
+        if not lines:
+            return True
+        try:
+            await writer[1].write(
+                bucket=tsdb.bucket, org=tsdb.org, record=lines, write_precision=cast(Any, WritePrecision.NS)
+            )
+        except Exception as exc:  # any failure: do not acknowledge
+            self._tsdb_errors += 1
+            logger.warning("fleet receiver: TSDB write of %d readings failed: %s", len(lines), exc)
+            return False
+        return True
