@@ -1,0 +1,84 @@
+"""Prometheus/OpenMetrics exposition, read from live state at scrape time (nothing on the hot path)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from avila_edge.runtime.gateway import Gateway
+
+
+class GatewayCollector(Collector):
+    def __init__(self, gateway: Callable[[], Gateway]) -> None:
+        self._gateway = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        g = self._gateway()
+        p = g.pipeline.counters
+        yield _counter("avila_edge_readings_accepted", "Readings committed to the journal", p.accepted)
+        yield _counter("avila_edge_readings_filtered", "Readings dropped by deadband or as repeats", p.filtered)
+        yield _counter("avila_edge_readings_rejected", "Readings for points not in the configuration", p.rejected)
+        yield _counter("avila_edge_events", "Twin events journaled (alarms, write outcomes)", p.events)
+        s = g.journal.stats()
+        yield _gauge("avila_edge_journal_next_seq", "One past the last committed journal seq", s.next_seq)
+        yield _gauge("avila_edge_journal_bytes", "Bytes the journal uses on disk", s.bytes)
+        yield _gauge("avila_edge_journal_entries", "Entries stored in the journal", s.entries)
+        yield _counter("avila_edge_journal_retired", "Entries removed after every cursor passed them", s.retired)
+        yield _counter("avila_edge_journal_dropped", "Unsynced readings dropped at the disk cap", s.dropped)
+        yield _counter("avila_edge_journal_gaps", "Gap events recorded for dropped readings", s.gaps)
+        lag = GaugeMetricFamily(
+            "avila_edge_cursor_lag", "Entries a journal cursor has not processed", labels=["cursor"]
+        )
+        for name, cursor in sorted(g.journal.cursors().items()):
+            lag.add_metric([name], cursor.lag)
+        yield lag
+        errors = CounterMetricFamily("avila_edge_driver_errors", "Driver errors by kind", labels=["device", "kind"])
+        connected = GaugeMetricFamily(
+            "avila_edge_driver_connected", "1 when the driver's link is up", labels=["device"]
+        )
+        poll = GaugeMetricFamily(
+            "avila_edge_poll_duration_seconds", "Duration of the last poll cycle", labels=["device"]
+        )
+        requests = CounterMetricFamily("avila_edge_driver_requests", "Requests sent to the device", labels=["device"])
+        restarts = CounterMetricFamily(
+            "avila_edge_driver_restarts", "Driver restarts by the supervisor", labels=["device"]
+        )
+        for sup in g.supervisors:
+            h = sup.driver.health()
+            for kind, n in sorted(h.errors.items()):
+                errors.add_metric([h.device, kind], n)
+            connected.add_metric([h.device], 1.0 if h.connected else 0.0)
+            poll.add_metric([h.device], h.last_poll_seconds)
+            requests.add_metric([h.device], h.requests)
+            restarts.add_metric([h.device], sup.restarts)
+        yield from (errors, connected, poll, requests, restarts)
+        quality = GaugeMetricFamily("avila_edge_points", "Configured points by current quality", labels=["quality"])
+        counts = {"good": 0, "uncertain": 0, "bad": 0, "none": 0}
+        for point in g.point_ids:
+            r = g.pipeline.latest.get(point)
+            counts["none" if r is None else r.quality.name.lower()] += 1
+        for q, n in counts.items():
+            quality.add_metric([q], n)
+        yield quality
+        alarms = GaugeMetricFamily("avila_edge_alarms_active", "Alarms active now (acknowledged or not)")
+        alarms.add_metric([], sum(1 for a in g.twins.alarms() if a.active))
+        yield alarms
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def registry_for(gateway: Callable[[], Gateway]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(gateway))
+    return registry

@@ -1,0 +1,190 @@
+"""The running gateway: one TaskGroup owning the journal, twins, drivers, uplinks, sinks and endpoints.
+
+Supervision tree (task names)::
+
+    journal.commit, journal.retention          (inside the journal)
+    driver[<driver>:<device>]                  one per enabled device, restarted by its supervisor
+    twins.tick                                 alarm delays and write deadlines without readings
+    uplink[<name>], sink[<name>]               journal cursors shipping data out
+    http                                       aiohttp site for /status, /metrics, /healthz, /api
+    systemd.watchdog                           WATCHDOG=1 while the journal keeps committing
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Self
+
+from aiohttp import web
+
+from avila_edge.config.model import GatewayConfig
+from avila_edge.core import Clock, DeviceRejected, Value
+from avila_edge.driver import DriverPlugin, load_plugins
+from avila_edge.journal import EntryKind, Journal
+from avila_edge.runtime.pipeline import Pipeline
+from avila_edge.runtime.secrets import read_secret
+from avila_edge.runtime.supervisor import DriverSupervisor
+from avila_edge.sync.influx_sink import InfluxSink
+from avila_edge.sync.mqtt_uplink import MqttUplink
+from avila_edge.systemd import Notifier
+from avila_edge.twins.service import TwinService
+from avila_edge.web.app import build_app
+
+logger = logging.getLogger(__name__)
+
+TICK = 1.0
+WATCHDOG_FLUSH_LIMIT = 10.0
+
+
+class Gateway:
+    """``async with Gateway.running(config, clock=...) as gateway: ...`` runs everything until exit."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        journal: Journal,
+        *,
+        clock: Clock,
+        plugins: Mapping[str, DriverPlugin],
+        notifier: Notifier,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.clock = clock
+        self.notifier = notifier
+        self.started_at = time.monotonic()
+        self.point_ids = [p.id for d in config.devices for p in d.points]
+        self.units = {p.id: p.unit for d in config.devices for p in d.points}
+        self.twins = TwinService(config, writer=self.write)
+        self.pipeline = Pipeline(config, journal, self.twins)
+        self.supervisors = [
+            DriverSupervisor(plugins[d.driver].create(d, clock), self.pipeline, clock=clock)
+            for d in config.devices
+            if d.enabled
+        ]
+        self._owner = {p.id: s for s in self.supervisors for p in s.driver.device.points}
+        self.uplinks = [
+            MqttUplink(u, gateway=config.site.id, journal=journal, clock=clock,
+                       password=read_secret(u.password_file, what=f"uplink {u.name} password"))
+            for u in config.uplinks
+        ]  # fmt: skip
+        self.sinks = [
+            InfluxSink(s, config, journal=journal, clock=clock, token=read_secret(s.token_file, what="token") or "")
+            for s in config.sinks
+        ]
+        self.http_url = ""
+        self._last_watchdog_ok = time.monotonic()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls,
+        config: GatewayConfig,
+        *,
+        clock: Clock,
+        plugins: Mapping[str, DriverPlugin] | None = None,
+        notifier: Notifier | None = None,
+    ) -> AsyncIterator[Self]:
+        notifier = notifier or Notifier()
+        async with Journal.open(config.state_dir / "journal.sqlite3", config.journal, clock=clock) as journal:
+            gateway = cls(config, journal, clock=clock, plugins=load_plugins() if plugins is None else plugins,
+                          notifier=notifier)  # fmt: skip
+            await gateway._restore()
+            runner = web.AppRunner(build_app(gateway), access_log=None, handle_signals=False)
+            await runner.setup()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for sup in gateway.supervisors:
+                        tg.create_task(sup.run(), name=sup.name)
+                    for uplink in gateway.uplinks:
+                        tg.create_task(uplink.run(), name=f"uplink[{uplink.config.name}]")
+                    for sink in gateway.sinks:
+                        tg.create_task(sink.run(), name=f"sink[{sink.config.name}]")
+                    tg.create_task(gateway._tick(), name="twins.tick")
+                    site = web.TCPSite(runner, config.http.host, config.http.port)
+                    await site.start()
+                    gateway.http_url = _url(site, config.http.host)
+                    if notifier.watchdog_interval:
+                        tg.create_task(gateway._watchdog(notifier.watchdog_interval), name="systemd.watchdog")
+                    notifier.ready(gateway.status_line())
+                    logger.info("gateway %s running; status at %s/status", config.site.id, gateway.http_url)
+                    try:
+                        yield gateway
+                    finally:
+                        notifier.stopping()
+                        for task in list(tg._tasks):
+                            task.cancel()
+            finally:
+                await runner.cleanup()
+            await journal.flush()
+            logger.info("gateway %s stopped; journal at seq %d", config.site.id, journal.next_seq)
+
+    async def _restore(self) -> None:
+        latest = await self.journal.latest_readings()
+        events = []
+        position = self.journal.first_seq
+        while True:
+            batch = await self.journal.read(position, 5000, kinds=[EntryKind.EVENT])
+            if not batch:
+                break
+            events += [e.event() for e in batch if e.point is None]
+            position = batch[-1].seq + 1
+        self.twins.restore(latest, [e for e in events if e.kind in ("desired", "alarm")])
+        for r in latest:
+            self.pipeline.latest[r.point] = r
+
+    async def write(self, point: str, value: Value) -> None:
+        """Write a value to the device that owns ``point`` (used by twins for desired values)."""
+        sup = self._owner.get(point)
+        if sup is None:
+            raise DeviceRejected("gateway", f"write {point}", "no enabled device has this point")
+        await sup.driver.write(point, value)
+
+    async def _tick(self) -> None:
+        while True:
+            await self.clock.sleep(TICK)
+            events = self.twins.tick(self.clock.now_ns() / 1e9)
+            if events:
+                await self.pipeline.record(events)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(WATCHDOG_FLUSH_LIMIT):
+                    await self.journal.flush()
+            except TimeoutError:
+                logger.error(  # noqa: TRY400 - a stall, not an exception worth a traceback
+                    "journal has not committed for %.0f s: withholding the watchdog ping", WATCHDOG_FLUSH_LIMIT
+                )
+            else:
+                self._last_watchdog_ok = time.monotonic()
+                self.notifier.watchdog()
+                self.notifier.status(self.status_line())
+            await asyncio.sleep(interval)
+
+    def status_line(self) -> str:
+        up = sum(1 for s in self.supervisors if s.driver.health().connected)
+        return (
+            f"{len(self.point_ids)} points, {up}/{len(self.supervisors)} devices connected, seq {self.journal.next_seq}"
+        )
+
+    def health_problems(self) -> list[str]:
+        problems = []
+        stats = self.journal.stats()
+        if stats.bytes > self.config.journal.max_bytes * 1.05:
+            problems.append("journal is full")
+        if time.monotonic() - self._last_watchdog_ok > 3 * WATCHDOG_FLUSH_LIMIT and self.notifier.watchdog_interval:
+            problems.append("journal is not committing")
+        return problems
+
+
+def _url(site: web.TCPSite, host: str) -> str:
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else 0
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - a display name, not a bind
+    return f"http://{shown}:{port}"
