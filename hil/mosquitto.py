@@ -247,26 +247,45 @@ class Mosquitto:
         """Start the broker and wait until every listener accepts connections."""
         if self.running:
             return
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed binary, generated config
-            [self.binary, "-c", str(self.config_file)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
+        stderr_file = self.workdir / "stderr.log"
+        with stderr_file.open("ab") as stderr:  # a file, not a pipe: nothing can block on it
+            err_start = stderr.tell()
+            self._proc = subprocess.Popen(  # noqa: S603 - fixed binary, generated config
+                [self.binary, "-c", str(self.config_file)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         deadline = time.monotonic() + self.ready_timeout
         ports = [p for p in (self.port, self.tls_port) if p is not None]
-        while ports:
+        while True:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 self._proc = None
+                err = stderr_file.read_bytes()[err_start:].decode(errors="replace")
                 raise RuntimeError(f"mosquitto exited at start: {err.strip()} {self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, ports[0]), timeout=0.5):
-                ports.pop(0)
-                continue
+            # ready once this process logged "running" (it opened every listener) and they answer
+            if self._running_since(log_start) and all(self._accepts(p) for p in ports):
+                break
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"mosquitto did not listen on {self.host}:{ports[0]} within {self.ready_timeout} s")
+                raise RuntimeError(f"mosquitto did not start on {self.host}:{ports} within {self.ready_timeout} s")
             time.sleep(0.02)
         logger.info("mosquitto %s listening on %s:%s (pid %s)", self.workdir.name, self.host, self.port, self.pid)
+
+    def _running_since(self, offset: int) -> bool:
+        try:
+            with self.log_file.open("rb") as f:
+                f.seek(offset)
+                return b" running\n" in f.read()
+        except FileNotFoundError:
+            return False
+
+    def _accepts(self, port: int) -> bool:
+        try:
+            with socket.create_connection((self.host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after ``timeout``); clients see the link drop."""
@@ -282,8 +301,6 @@ class Mosquitto:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
     def kill(self) -> None:
         """Kill the broker at once (SIGKILL)."""

@@ -7,7 +7,7 @@ import avila_edge.config
 
 def test_public_names_are_the_ones_we_mean_to_export() -> None:
     assert set(avila_edge.config.__all__) == {
-        "load_config", "parse_config", "check_config",
+        "load_config", "parse_config", "check_config", "load_document",
         "GatewayConfig", "SiteConfig", "DeviceConfig", "PointConfig", "TimingConfig", "AssetConfig",
         "JournalConfig", "HttpConfig", "LoggingConfig",
         "DataType", "LogFormat", "LogLevel", "Synchronous", "Duration", "ByteSize",

@@ -1,0 +1,405 @@
+"""Pure conversions for MQTT payloads: topic filters and templates, JSON value paths, plain numbers,
+timestamps and point values. No I/O.
+
+Every decoding problem raises ``PayloadError`` with a short ``kind`` (the health counter label):
+``invalid_utf8``, ``invalid_json``, ``invalid_number``, ``missing_value``, ``wrong_type``,
+``bad_timestamp``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from avila_edge.config.model import DataType, PointConfig
+from avila_edge.core import Value
+
+EXCERPT_BYTES: Final = 64
+_INTEGER_RANGES: Final[dict[DataType, tuple[int, int]]] = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+    DataType.UINT64: (0, 2**64 - 1),
+}
+_FLOATS: Final = (DataType.FLOAT32, DataType.FLOAT64)
+_TRUE: Final = frozenset({"true", "on", "1", "yes"})
+_FALSE: Final = frozenset({"false", "off", "0", "no"})
+
+
+class PayloadError(ValueError):
+    """A payload (or part of one) cannot be turned into a value; ``kind`` labels the health counter."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+def excerpt(payload: bytes, limit: int = EXCERPT_BYTES) -> str:
+    """A short, printable excerpt of a payload for logs."""
+    head = repr(payload[:limit])
+    return head + (f"... ({len(payload)} bytes)" if len(payload) > limit else "")
+
+
+# -- topic filters -------------------------------------------------------------------------------
+
+
+def filter_problem(topic_filter: str) -> str | None:
+    """Why ``topic_filter`` is not a valid MQTT topic filter, or None."""
+    if not topic_filter:
+        return "a topic filter cannot be empty"
+    if len(topic_filter.encode("utf-8")) > 65535:
+        return "a topic filter is at most 65535 bytes"
+    if "\0" in topic_filter:
+        return "a topic filter cannot contain a NUL character"
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be a whole level and the last one"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level"
+    return None
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why ``topic`` cannot be published to / subscribed as an exact topic, or None."""
+    if not topic:
+        return "a topic cannot be empty"
+    if "+" in topic or "#" in topic:
+        return "a topic cannot contain the wildcards '+' or '#' (use a subscription for those)"
+    if "\0" in topic:
+        return "a topic cannot contain a NUL character"
+    return None
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """True if ``topic`` matches ``topic_filter`` (MQTT rules, including ``$`` topics)."""
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    fl = topic_filter.split("/")
+    tl = topic.split("/")
+    for i, level in enumerate(fl):
+        if level == "#":
+            return True
+        if i >= len(tl):
+            return False
+        if level not in ("+", tl[i]):
+            return False
+    return len(fl) == len(tl)
+
+
+def filter_covers(outer: str, inner: str) -> bool:
+    """True if every topic matched by filter ``inner`` is also matched by filter ``outer``."""
+    ol = outer.split("/")
+    il = inner.split("/")
+    for i, level in enumerate(ol):
+        if level == "#":
+            return True
+        if i >= len(il):
+            return False
+        if il[i] == "#":
+            return False
+        if level == "+":
+            continue
+        if level != il[i]:
+            return False
+    return len(ol) == len(il)
+
+
+# -- templates -----------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_NAMES: Final = ("asset", "point")
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A topic pattern naming the levels that hold the asset and the point: ``plant/{asset}/{point}``.
+
+    Levels may also be ``+`` (any one level) or a final ``#`` (anything below); a placeholder may
+    share a level with text (``sensors/{asset}-{point}``).
+    """
+
+    text: str
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def parse(cls, text: str) -> Template:
+        levels = text.split("/")
+        parts: list[str] = []
+        seen: list[str] = []
+        for i, level in enumerate(levels):
+            if level == "#":
+                if i != len(levels) - 1:
+                    raise ValueError("'#' must be the last level of a template")
+                parts.append(".*")
+                continue
+            if level == "+":
+                parts.append("[^/]*")
+                continue
+            if "#" in level or "+" in level:
+                raise ValueError("'+' and '#' must be whole levels of a template")
+            out, pos = [], 0
+            for m in _PLACEHOLDER.finditer(level):
+                name = m.group(1)
+                if name not in _NAMES:
+                    raise ValueError(f"unknown placeholder {{{name}}}; a template uses {{asset}} and {{point}}")
+                if name in seen:
+                    raise ValueError(f"{{{name}}} appears twice in the template")
+                seen.append(name)
+                out.append(re.escape(level[pos : m.start()]))
+                out.append(f"(?P<{name}>[^/]+?)" if m.end() < len(level) else f"(?P<{name}>[^/]+)")
+                pos = m.end()
+            rest = level[pos:]
+            if "{" in rest or "}" in rest:
+                raise ValueError("unbalanced '{' or '}' in the template")
+            out.append(re.escape(rest))
+            parts.append("".join(out))
+        missing = [n for n in _NAMES if n not in seen]
+        if missing:
+            raise ValueError("a template needs both {asset} and {point}")
+        body = "/".join(parts)
+        if text.endswith("/#"):  # 'a/#' also matches 'a' itself
+            body = "/".join(parts[:-1]) + "(?:/.*)?"
+        return cls(text, re.compile(body + r"\Z"))
+
+    def match(self, topic: str) -> str | None:
+        """The point id ``asset/point`` the topic names, or None."""
+        m = self.pattern.match(topic)
+        if m is None:
+            return None
+        return f"{m.group('asset')}/{m.group('point')}"
+
+    def render(self, point_id: str) -> str:
+        """The topic filter that carries ``point_id`` (``+``/``#`` levels stay wildcards)."""
+        asset, _, point = point_id.partition("/")
+        return self.text.replace("{asset}", asset).replace("{point}", point)
+
+
+# -- value paths ---------------------------------------------------------------------------------
+
+_STEP = re.compile(
+    r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[\s*'((?:[^'\\]|\\.)*)'\s*\]|\[\s*\"((?:[^\"\\]|\\.)*)\"\s*\]"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ValuePath:
+    """A small JSONPath subset: ``$``, ``$.a.b``, ``$.list[0]``, ``$['key with spaces']``."""
+
+    text: str
+    steps: tuple[str | int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> ValuePath:
+        if not text.startswith("$"):
+            raise ValueError(f"value path {text!r} must start with '$' (e.g. $.value or $.data[0].v)")
+        steps: list[str | int] = []
+        pos = 1
+        while pos < len(text):
+            m = _STEP.match(text, pos)
+            if m is None:
+                raise ValueError(f"value path {text!r}: cannot read {text[pos:]!r} (use .key, [index] or ['key'])")
+            if m.group(1) is not None:
+                steps.append(m.group(1))
+            elif m.group(2) is not None:
+                steps.append(int(m.group(2)))
+            else:
+                quoted = m.group(3) if m.group(3) is not None else m.group(4)
+                steps.append(re.sub(r"\\(.)", r"\1", quoted))
+            pos = m.end()
+        return cls(text, tuple(steps))
+
+    def evaluate(self, doc: Any) -> Any:
+        node = doc
+        for step in self.steps:
+            if isinstance(step, int):
+                if not isinstance(node, list) or step >= len(node):
+                    raise PayloadError("missing_value", f"no item [{step}] at {self.text}")
+            elif not isinstance(node, dict) or step not in node:
+                raise PayloadError("missing_value", f"no key {step!r} at {self.text}")
+            node = node[step]
+        return node
+
+    @property
+    def writable(self) -> bool:
+        return all(isinstance(s, str) for s in self.steps)
+
+    def build(self, value: Any) -> Any:
+        """A document holding ``value`` at this path (keys only); the inverse of ``evaluate``."""
+        doc = value
+        for step in reversed(self.steps):
+            if not isinstance(step, str):
+                raise TypeError(f"value path {self.text} has a list index and cannot be written")
+            doc = {step: doc}
+        return doc
+
+
+# -- payloads ------------------------------------------------------------------------------------
+
+
+def decode_json(payload: bytes) -> Any:
+    """The JSON document in ``payload`` (UTF-8)."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("invalid_utf8", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return msgspec.json.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PayloadError("invalid_json", f"not JSON: {exc}") from None
+
+
+def decode_number(payload: bytes) -> bool | int | float:
+    """A plain-text number (``21.5``, ``-3``, ``1e3``) or boolean word (``true``/``off``)."""
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise PayloadError("invalid_utf8", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lowered = text.lower()
+    if lowered in ("true", "on", "yes"):
+        return True
+    if lowered in ("false", "off", "no"):
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        shown = text[:EXCERPT_BYTES] + ("..." if len(text) > EXCERPT_BYTES else "")
+        raise PayloadError("invalid_number", f"{shown!r} is not a number") from None
+
+
+def coerce(raw: Any, kind: DataType) -> Value:
+    """``raw`` (from JSON, text or Sparkplug) as a raw value of the point's type."""
+    if kind is DataType.BOOL:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, int) and raw in (0, 1):
+            return bool(raw)
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise PayloadError("wrong_type", f"expected a bool, got {_shown(raw)}")
+    if kind is DataType.STRING:
+        if isinstance(raw, str):
+            return raw
+        raise PayloadError("wrong_type", f"expected text, got {_shown(raw)}")
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise PayloadError("wrong_type", f"expected a number, got {_shown(raw)}")
+    if kind in _FLOATS:
+        value = float(raw)
+        if not math.isfinite(value):
+            raise PayloadError("wrong_type", f"expected a finite number, got {raw!r}")
+        return value
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise PayloadError("wrong_type", f"expected a whole number for {kind.value}, got {raw!r}")
+        raw = int(raw)
+    whole: int = raw
+    low, high = _INTEGER_RANGES[kind]
+    if not low <= whole <= high:
+        raise PayloadError("wrong_type", f"{whole} is out of range for {kind.value} ({low}..{high})")
+    return whole
+
+
+def _shown(raw: Any) -> str:
+    if isinstance(raw, dict):
+        return "an object"
+    if isinstance(raw, list):
+        return "a list"
+    if raw is None:
+        return "null"
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def to_engineering(raw: Value, point: PointConfig) -> Value:
+    """Apply the point's scale and offset; integers stay integers when both are neutral."""
+    if isinstance(raw, bool | str):
+        return raw
+    if point.scale == 1.0 and point.offset == 0.0:
+        return raw
+    return raw * point.scale + point.offset
+
+
+def from_engineering(value: Value, point: PointConfig) -> Value:
+    """The raw value for an engineering ``value`` (the inverse of ``to_engineering``)."""
+    if isinstance(value, bool | str) or point.type in (DataType.BOOL, DataType.STRING):
+        return coerce(value, point.type)
+    if point.scale != 1.0 or point.offset != 0.0:
+        if point.scale == 0:
+            raise PayloadError("wrong_type", "a point with scale 0 cannot be written")
+        value = (value - point.offset) / point.scale
+        if point.type not in _FLOATS and math.isfinite(value):
+            value = round(value)
+    return coerce(value, point.type)
+
+
+# -- timestamps ----------------------------------------------------------------------------------
+
+_MIN_NS: Final = 0
+_MAX_NS: Final = 253_402_300_799 * 10**9  # 9999-12-31T23:59:59Z
+
+
+def parse_timestamp(raw: Any) -> int:
+    """A source timestamp in ns since the Unix epoch.
+
+    Numbers are epoch seconds, milliseconds, microseconds or nanoseconds, told apart by size
+    (below 1e11 seconds, below 1e14 ms, below 1e17 µs, else ns); text is ISO-8601 (a time without
+    an offset is taken as UTC) or such a number.
+    """
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            raw = float(text) if any(c in text for c in ".eE") else int(text)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                raise PayloadError("bad_timestamp", f"{_shown(raw)} is not an ISO-8601 time or epoch number") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+            ns = (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+            return _checked_ns(ns, raw)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise PayloadError("bad_timestamp", f"expected an epoch number or ISO-8601 text, got {_shown(raw)}")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise PayloadError("bad_timestamp", f"{raw!r} is not a time")
+    size = abs(raw)
+    if size < 1e11:
+        ns = round(raw * 10**9)
+    elif size < 1e14:
+        ns = round(raw * 10**6)
+    elif size < 1e17:
+        ns = round(raw * 10**3)
+    else:
+        ns = int(raw)
+    return _checked_ns(ns, raw)
+
+
+def _checked_ns(ns: int, raw: Any) -> int:
+    if not _MIN_NS <= ns <= _MAX_NS:
+        raise PayloadError("bad_timestamp", f"{_shown(raw)} is outside 1970..9999")
+    return ns
+
+
+# -- commands (writes) ---------------------------------------------------------------------------
+
+
+def encode_command(value: Value, fmt: str, value_path: ValuePath | None) -> bytes:
+    """The payload that sets a point to raw ``value``: plain text for ``number``, JSON otherwise."""
+    if fmt == "number":
+        if isinstance(value, bool):
+            return b"true" if value else b"false"
+        return repr(value).encode() if isinstance(value, float) else str(value).encode()
+    doc = value_path.build(value) if value_path is not None else value
+    return msgspec.json.encode(doc)

@@ -1,0 +1,47 @@
+"""The command line: version, config check output and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import avila_edge
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "avila_edge.cli", *args], check=False, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"avila-edge {avila_edge.__version__}"
+
+
+def test_config_check_accepts_every_shipped_configuration() -> None:
+    files = [str(p) for p in sorted((ROOT / "configs").glob("*.yaml"))] + [str(ROOT / "hil" / "demo-site.yaml")]
+    result = cli("config", "check", *files)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_config_check_prints_file_line_problems_and_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site:\n  id: x\njournal:\n  max_bytes: lots\n")
+    result = cli("config", "check", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{bad}:4: journal.max_bytes: ")
+    assert result.stdout == ""
+
+
+def test_run_with_an_invalid_config_exits_1_naming_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site: {id: x}\nhttp: {port: 99999}\n")
+    result = cli("run", "--config", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:2: http.port" in result.stderr
