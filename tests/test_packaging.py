@@ -55,7 +55,9 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
         cwd=outside, env=env, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert str(ROOT) not in where, "the installed copy must not be the checkout"
-    version = subprocess.run([str(console), "--version"], cwd=outside, env=env, capture_output=True, text=True, check=False)
+    version = subprocess.run(
+        [str(console), "--version"], cwd=outside, env=env, capture_output=True, text=True, check=False
+    )
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith("avila-edge ")
     ok = subprocess.run(
@@ -65,6 +67,8 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     assert ok.returncode == 0, ok.stderr
     bad = outside / "bad.yaml"
     bad.write_text("site: {id: x}\ndevices:\n  - {id: d, driver: modbus, connection: {host: h, prot: 1}, points: []}\n")
-    refused = subprocess.run([str(console), "config", "check", str(bad)], cwd=outside, env=env, capture_output=True, text=True, check=False)
+    refused = subprocess.run(
+        [str(console), "config", "check", str(bad)], cwd=outside, env=env, capture_output=True, text=True, check=False
+    )
     assert refused.returncode == 1
     assert refused.stderr.startswith(f"{bad}:3: devices[0].connection.prot: unknown key")

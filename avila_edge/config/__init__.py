@@ -3,10 +3,8 @@
 from avila_edge.config._loader import check_config, load_config, load_document, parse_config
 from avila_edge.config.model import (
     AssetConfig,
-    ByteSize,
     DataType,
     DeviceConfig,
-    Duration,
     GatewayConfig,
     HttpConfig,
     JournalConfig,
@@ -18,6 +16,7 @@ from avila_edge.config.model import (
     Synchronous,
     TimingConfig,
 )
+from avila_edge.config.units import ByteSize, Duration
 
 __all__ = [
     "AssetConfig",

@@ -19,7 +19,7 @@ from msgspec import inspect as mi
 
 from avila_edge.config._units import parse_duration, parse_size, show
 from avila_edge.config._yaml import KeyPath, format_path, line_of
-from avila_edge.config.model import ByteSize, DataType, Duration, LogFormat, LogLevel, Synchronous
+from avila_edge.config.model import DataType, LogFormat, LogLevel, Synchronous
 from avila_edge.core import ConfigIssue
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -49,10 +49,6 @@ _COMPARE_WORDS = {">=": "at least", ">": "greater than", "<=": "at most", "<": "
 
 def _dec_hook(typ: type, obj: Any) -> Any:
     # durations and sizes were already read by ``Collector._normalize``; here they only get their type
-    if typ is Duration:
-        return Duration(parse_duration(obj))
-    if typ is ByteSize:
-        return ByteSize(parse_size(obj))
     if typ is Path:
         if isinstance(obj, str) and obj:
             return Path(obj)
@@ -143,11 +139,6 @@ class Collector:
 
 def _unit_of(info: Any) -> str | None:
     """``"duration"`` or ``"size"`` for the model's ``Duration``/``ByteSize`` (or an annotated marker)."""
-    if isinstance(info, mi.CustomType):
-        if issubclass(info.cls, Duration):
-            return "duration"
-        if issubclass(info.cls, ByteSize):
-            return "size"
     if isinstance(info, mi.Metadata):
         unit = (info.extra or {}).get("unit")
         if unit in ("duration", "size"):

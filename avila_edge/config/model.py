@@ -16,14 +16,7 @@ import msgspec
 
 from avila_edge.config.sync import InfluxSinkConfig, MqttUplinkConfig
 from avila_edge.config.twins import AssetTypeConfig
-
-
-class Duration(float):
-    """Seconds. YAML may write a number of seconds or ``250ms``, ``2s``, ``5m``, ``1h``, ``7d``."""
-
-
-class ByteSize(int):
-    """Bytes. YAML may write a number or ``64KiB``, ``16MB``, ``1GiB`` ..."""
+from avila_edge.config.units import ByteSize, Duration
 
 
 class DataType(enum.StrEnum):
@@ -69,11 +62,11 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class TimingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How a device is polled and retried."""
 
-    poll_interval: Duration = Duration(1.0)
-    timeout: Duration = Duration(1.0)
+    poll_interval: Duration = 1.0
+    timeout: Duration = 1.0
     retries: int = 0
-    backoff_initial: Duration = Duration(0.5)
-    backoff_max: Duration = Duration(30.0)
+    backoff_initial: Duration = 0.5
+    backoff_max: Duration = 30.0
 
 
 class PointConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -119,9 +112,9 @@ class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``commit_interval`` 0 commits as soon as the writer is free (appends that arrive during a commit
     share the next one); a positive value waits that long to gather more per commit (slow SD cards)."""
 
-    max_bytes: ByteSize = ByteSize(1 << 30)
+    max_bytes: ByteSize = 1 << 30
     max_age: Duration | None = None
-    commit_interval: Duration = Duration(0.0)
+    commit_interval: Duration = 0.0
     batch_max: int = 10_000
     synchronous: Synchronous = Synchronous.NORMAL
 
@@ -134,6 +127,17 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     format: LogFormat = LogFormat.LOGFMT
     level: LogLevel = LogLevel.INFO
+
+
+class AuditConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The Merkle audit log: a signed checkpoint every ``checkpoint_interval`` seconds or every
+    ``checkpoint_entries`` new entries, whichever comes first. ``origin`` names the log in its
+    checkpoints and its key (a schema-less URL-like name without spaces or ``+``); the default is
+    ``avila-edge/<site.id>``."""
+
+    checkpoint_interval: Duration = 60.0
+    checkpoint_entries: int = 10_000
+    origin: str | None = None
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -149,6 +153,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     journal: JournalConfig = JournalConfig()
     http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
+    audit: AuditConfig = AuditConfig()
 
     def points(self) -> dict[str, tuple[DeviceConfig, PointConfig]]:
         """Every configured point by id, with its device."""

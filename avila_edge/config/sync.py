@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgspec
 
+from avila_edge.config.units import ByteSize, Duration
+
 
 class AckMode(enum.StrEnum):
     """When an uplink's cursor moves: at the broker's PUBACK, or at the fleet receiver's own ack."""
@@ -35,14 +37,14 @@ class MqttUplinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     protocol: int = 5
     topic_prefix: str = "avila"
     ack: AckMode = AckMode.PUBACK
-    ack_timeout: float = 30.0
+    ack_timeout: Duration = 30.0
     batch_max: int = 1000
-    batch_age: float = 1.0
+    batch_age: Duration = 1.0
     max_in_flight: int = 8
-    bandwidth: int | None = None
+    bandwidth: ByteSize | None = None
     """Bytes per second the uplink may use (metered links); None: no cap."""
-    keepalive: int = 30
-    session_expiry: int = 7 * 86400
+    keepalive: Duration = 30.0
+    session_expiry: Duration = 7 * 86400.0
 
 
 class InfluxSinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,4 +61,4 @@ class InfluxSinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     token_file: Path | None = None
     plaintext: bool = False
     batch_max: int = 5000
-    timeout: float = 10.0
+    timeout: Duration = 10.0

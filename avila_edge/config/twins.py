@@ -6,6 +6,8 @@ import enum
 
 import msgspec
 
+from avila_edge.config.units import Duration
+
 
 class AlarmKind(enum.StrEnum):
     HIGH = "high"
@@ -28,9 +30,9 @@ class AlarmConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     kind: AlarmKind
     limit: float = 0.0
     hysteresis: float = 0.0
-    delay: float = 0.0
-    clear_delay: float = 0.0
-    window: float = 60.0
+    delay: Duration = 0.0
+    clear_delay: Duration = 0.0
+    window: Duration = 60.0
     severity: str = "warning"
     message: str = ""
 
@@ -40,8 +42,8 @@ class MaintenanceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
     indicator: str
     failure_threshold: float
-    sample_interval: float = 60.0
-    history: float = 7 * 86400.0
+    sample_interval: Duration = 60.0
+    history: Duration = 7 * 86400.0
     min_samples: int = 20
     confidence: float = 0.9
 
@@ -50,7 +52,7 @@ class WritableConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A property operators may set: confirmed when a reading is within ``tolerance`` by ``timeout``."""
 
     tolerance: float = 0.0
-    timeout: float = 10.0
+    timeout: Duration = 10.0
 
 
 class AggregateFunction(enum.StrEnum):

@@ -3,6 +3,7 @@
 from avila_edge.core.backoff import Backoff
 from avila_edge.core.clock import Clock, ManualClock, SystemClock
 from avila_edge.core.errors import (
+    AuditError,
     ConfigError,
     ConfigIssue,
     DeviceRejected,
@@ -19,6 +20,7 @@ from avila_edge.core.reading import Quality, Reading, Value, bad, split_point_id
 
 __all__ = [
     "AttrValue",
+    "AuditError",
     "Backoff",
     "Clock",
     "ConfigError",

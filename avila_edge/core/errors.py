@@ -6,6 +6,7 @@
      ├── ConfigError            bad configuration; carries file:line issues
      ├── JournalError           the journal cannot accept or return entries
      │    └── JournalFull       the disk cap is reached and nothing may be dropped
+     ├── AuditError             the audit log cannot record, sign, prove or verify
      └── DriverError            a southbound driver failed; names device and operation
           ├── LinkDown          the connection to the device is lost or refused
           ├── Timeout           the device did not answer in time
@@ -53,6 +54,10 @@ class JournalError(GatewayError):
 
 class JournalFull(JournalError):
     """The journal reached its disk cap and its policy forbids dropping what is left."""
+
+
+class AuditError(GatewayError):
+    """The Merkle audit log cannot record, sign, prove or verify; the message says where and why."""
 
 
 class DriverError(GatewayError):

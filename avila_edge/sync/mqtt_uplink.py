@@ -152,7 +152,7 @@ class MqttUplink:
             from paho.mqtt.properties import Properties  # noqa: PLC0415
 
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = c.session_expiry
+            properties.SessionExpiryInterval = round(c.session_expiry)
             clean["clean_start"] = False
         else:
             clean["clean_session"] = False
@@ -163,7 +163,7 @@ class MqttUplink:
             username=c.username,
             password=self._password,
             protocol=m.ProtocolVersion.V5 if c.protocol == 5 else m.ProtocolVersion.V311,
-            keepalive=c.keepalive,
+            keepalive=round(c.keepalive),
             tls_context=tls_context,
             properties=properties,
             timeout=c.ack_timeout,

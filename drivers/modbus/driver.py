@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -42,7 +43,10 @@ class ModbusDriver(Driver):
 
     async def run(self, sink: ReadingSink) -> None:
         due = dict.fromkeys(range(len(self.blocks)), 0.0)
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # a swallowed cancellation must still stop the driver
             if not self._transport.connected:
                 await self._connect(sink)
                 continue

@@ -124,6 +124,7 @@ class TcpTransport:
             except ConnectionException as exc:
                 raise LinkDown(self.device, what, f"connection to {self.endpoint} lost") from exc
             except ModbusException as exc:
+                _reraise_cancellation(exc)
                 if not self.connected:
                     raise LinkDown(self.device, what, f"connection to {self.endpoint} lost") from exc
                 if "No response" in str(exc):
@@ -136,3 +137,11 @@ class TcpTransport:
             name = EXCEPTION_NAMES.get(code, "unknown exception")
             raise DeviceRejected(self.device, what, f"exception {code} {name}")
         return response
+
+
+def _reraise_cancellation(exc: BaseException) -> None:
+    """pymodbus turns a cancellation that lands inside a request into a ModbusException; undo that,
+    so stopping the gateway never leaves a driver polling."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc

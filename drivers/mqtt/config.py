@@ -18,7 +18,7 @@ from typing import Literal
 
 import msgspec
 
-from avila_edge.config.model import ByteSize, Duration
+from avila_edge.config.units import ByteSize, Duration
 
 Format = Literal["json", "number", "sparkplug"]
 ProtocolVersion = Literal[5, "3.1.1"]
@@ -66,12 +66,12 @@ class MqttConnection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     client_id: str | None = None
     protocol: ProtocolVersion = 5
     persistent_session: bool = False
-    session_expiry: Duration = Duration(86400.0)
-    keepalive: Duration = Duration(30.0)
+    session_expiry: Duration = 86400.0
+    keepalive: Duration = 30.0
     tls: TlsFiles | None = None
     username: str | None = None
     password_file: str | None = None
-    max_payload: ByteSize = ByteSize(DEFAULT_MAX_PAYLOAD)
+    max_payload: ByteSize = DEFAULT_MAX_PAYLOAD
     subscriptions: tuple[Subscription, ...] = ()
 
 

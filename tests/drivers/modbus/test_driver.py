@@ -240,3 +240,20 @@ async def test_malformed_replies_never_crash_the_driver(reply: bytes) -> None:
             w.close()
         await server.wait_closed()
         await asyncio.sleep(0.05)
+
+
+async def test_cancelling_the_driver_mid_request_always_stops_it(plc: ModbusPlc) -> None:
+    import random
+
+    rng = random.Random(7)
+    plc.faults.set_latency(0.01)
+    pts = [point("pump1/flow", "holding", 0), point("p/b", "holding", 40)]
+    plc.faults.set_exception("holding", range(40, 42), code=2)
+    for _ in range(20):
+        driver = ModbusDriver(device(plc.port, pts, poll=0.001, max_gap=0), clock=SystemClock())
+        async with driver:
+            task = asyncio.create_task(driver.run(Collector()))
+            await asyncio.sleep(rng.uniform(0.0, 0.05))
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2.0)
+            assert done, "the driver kept running after it was cancelled"

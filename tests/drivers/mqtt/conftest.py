@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from avila_edge.config.model import ByteSize, DataType, DeviceConfig, Duration, PointConfig, TimingConfig
+from avila_edge.config.model import DataType, DeviceConfig, PointConfig, TimingConfig
 from avila_edge.core import Quality, Reading, SystemClock
 from drivers.mqtt.config import MqttAddress, MqttConnection, Subscription
 from drivers.mqtt.driver import MqttDriver
@@ -33,15 +33,15 @@ def device(
     **conn: Any,
 ) -> DeviceConfig:
     if "max_payload" in conn:
-        conn["max_payload"] = ByteSize(conn["max_payload"])
+        conn["max_payload"] = conn["max_payload"]
     if "keepalive" in conn:
-        conn["keepalive"] = Duration(conn["keepalive"])
+        conn["keepalive"] = conn["keepalive"]
     return DeviceConfig(
         id=device_id,
         driver="mqtt",
         connection=MqttConnection(host="127.0.0.1", port=port, subscriptions=tuple(subscriptions), **conn),
         points=tuple(points),
-        timing=TimingConfig(timeout=Duration(timeout), backoff_initial=Duration(0.05), backoff_max=Duration(0.3)),
+        timing=TimingConfig(timeout=timeout, backoff_initial=0.05, backoff_max=0.3),
     )
 
 

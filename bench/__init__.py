@@ -1,0 +1,1 @@
+"""Benchmarks: every figure beside its raw-library baseline measured in the same run."""

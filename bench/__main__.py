@@ -1,0 +1,38 @@
+"""``python -m bench``: print one table of figures with their same-run baselines, and save it as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from bench import journal, modbus, pipeline
+from bench._table import Bench, Row, render, save
+
+AREAS: dict[str, Bench] = {"journal": journal.run, "modbus": modbus.run, "pipeline": pipeline.run}
+
+
+async def _main(names: list[str], seconds: float) -> list[Row]:
+    rows: list[Row] = []
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows += await AREAS[name](seconds)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", action="append", choices=sorted(AREAS), help="run only these areas")
+    parser.add_argument("--quick", action="store_true", help="0.5 s per measurement instead of 3 s")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "latest.json")
+    args = parser.parse_args()
+    rows = asyncio.run(_main(args.only or list(AREAS), 0.5 if args.quick else 3.0))
+    print(render(rows))
+    save(rows, args.json)
+    print(f"\nsaved {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
