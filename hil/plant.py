@@ -62,9 +62,10 @@ class PumpPlant:
     def block_inlet(self, fraction: float) -> None:
         self.inlet_blockage = max(0.0, min(0.9, fraction))
 
-    def stick_sensor(self, name: str) -> None:
-        """Freeze the named value at what it reads now."""
-        self.stuck[name] = self._values[name]
+    def stick_sensor(self, name: str, value: float | None = None) -> None:
+        """Freeze the named value at what it reads now, or make it read ``value`` (a faulty sensor)."""
+        self.stuck[name] = self._values[name] if value is None else value
+        self._values[name] = self.stuck[name]
 
     def clear_faults(self) -> None:
         self.bearing_rate = 0.0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from avila_edge.runtime.gateway import Gateway
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 _json = msgspec.json.Encoder()
 
 
@@ -70,7 +71,7 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app["registry"]
+    registry = request.app[REGISTRY]
     if "application/openmetrics-text" in request.headers.get("Accept", ""):
         body = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
         return web.Response(body=body, headers={"Content-Type": OPENMETRICS})
@@ -98,13 +99,43 @@ async def twin(request: web.Request) -> web.Response:
         return _respond({"error": str(exc)}, 404)
 
 
+class ReplayRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    variant: str
+    start: str = msgspec.field(name="from")
+    end: str = msgspec.field(name="to")
+
+
+async def replay(request: web.Request) -> web.Response:
+    """What-if replay: the body names a time range and the variant configuration (YAML text)."""
+    from datetime import datetime  # noqa: PLC0415
+
+    from avila_edge.config import parse_config  # noqa: PLC0415
+    from avila_edge.core import ConfigError  # noqa: PLC0415
+    from avila_edge.twins.replay import replay_journal  # noqa: PLC0415
+
+    g = request.app[GATEWAY]
+    try:
+        body = msgspec.json.decode(await request.read(), type=ReplayRequest)
+        start = int(datetime.fromisoformat(body.start.replace("Z", "+00:00")).timestamp() * 1e9)
+        end = int(datetime.fromisoformat(body.end.replace("Z", "+00:00")).timestamp() * 1e9)
+    except (msgspec.DecodeError, ValueError) as exc:
+        return _respond({"error": f"bad request: {exc}"}, 400)
+    try:
+        variant = parse_config(body.variant, filename="variant.yaml")
+    except ConfigError as exc:
+        return _respond({"error": "the variant configuration is invalid", "issues": [str(i) for i in exc.issues]}, 400)
+    report = await replay_journal(g.journal, g.config, variant, start_ns=start, end_ns=end)
+    return _respond(report)
+
+
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application()
     app[GATEWAY] = gateway
-    app["registry"] = registry_for(lambda: gateway)
+    app[REGISTRY] = registry_for(lambda: gateway)
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/twins", twins)
     app.router.add_get("/api/twins/{asset}", twin)
+    app.router.add_post("/api/replay", replay)
     return app
