@@ -1,0 +1,153 @@
+"""Network faults between gateway and broker (through hil/fault_proxy.py) and a disk cap hit offline:
+afterwards the fleet holds exactly the gateway's journal minus the recorded gaps, once each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from avila_edge.config.fleet import FleetConfig
+from avila_edge.config.model import JournalConfig
+from avila_edge.config.sync import MqttUplinkConfig
+from avila_edge.core import Reading, SystemClock
+from avila_edge.fleet.receiver import FleetReceiver
+from avila_edge.fleet.store import DedupeStore
+from avila_edge.journal import EntryKind, Journal
+from avila_edge.sync.mqtt_uplink import MqttUplink
+from hil.fault_proxy import FaultProxy
+from hil.mosquitto import Mosquitto
+from hil.victoria import VictoriaMetrics
+
+T0 = 1_760_000_000 * 10**9
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    with Mosquitto() as m:
+        yield m
+
+
+@pytest.fixture
+def vm() -> Iterator[VictoriaMetrics]:
+    with VictoriaMetrics() as v:
+        yield v
+
+
+@contextlib.asynccontextmanager
+async def fleet(broker: Mosquitto, vm: VictoriaMetrics, state: Path) -> AsyncIterator[FleetReceiver]:
+    config = msgspec.convert(
+        {"broker": {"host": "127.0.0.1", "port": broker.port, "plaintext": True, "client_id": "rx"},
+         "state_dir": state, "tsdb": {"url": vm.url, "bucket": "fleet"}},
+        FleetConfig,
+    )  # fmt: skip
+    receiver = FleetReceiver(config, clock=SystemClock())
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(receiver.run())
+        try:
+            yield receiver
+        finally:
+            task.cancel()
+    await receiver.close()
+
+
+def uplink(journal: Journal, port: int) -> MqttUplink:
+    config = msgspec.convert(
+        {"host": "127.0.0.1", "port": port, "plaintext": True, "ack": "fleet", "ack_timeout": 2.0, "batch_max": 200,
+         "batch_age": 0.01, "keepalive": 2},
+        MqttUplinkConfig,
+    )  # fmt: skip
+    return MqttUplink(config, gateway="gw1", journal=journal, clock=SystemClock())
+
+
+def readings(n: int, start: int) -> list[Reading]:
+    return [
+        Reading(point=f"pump1/p{i % 4}", value=float(start + i), ts_source=T0 + (start + i) * 10**6, ts_gateway=T0)
+        for i in range(n)
+    ]
+
+
+async def until(predicate: object, within: float = 60.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+
+
+def fleet_seqs(state: Path) -> list[int]:
+    store = DedupeStore(state / "fleet.sqlite3")
+    try:
+        return store.seqs("gw1")
+    finally:
+        store.close()
+
+
+async def test_link_drops_and_latency_during_ingest_lose_and_duplicate_nothing(
+    tmp_path: Path, broker: Mosquitto, vm: VictoriaMetrics
+) -> None:
+    state = tmp_path / "fleet"
+    async with (
+        FaultProxy("127.0.0.1", broker.port) as proxy,
+        fleet(broker, vm, state),
+        Journal.open(tmp_path / "gw.sqlite3", JournalConfig(), clock=SystemClock()) as journal,
+        asyncio.TaskGroup() as tg,
+    ):
+        task = tg.create_task(uplink(journal, proxy.port).run())
+        for i in range(30):
+            await journal.append(readings(100, i * 100))
+            if i == 5:
+                await proxy.drop()
+            if i == 12:
+                await proxy.restore()
+                proxy.latency = 0.05
+            if i == 20:
+                proxy.latency = 0.0
+                await proxy.drop()
+            if i == 24:
+                await proxy.restore()
+            await asyncio.sleep(0.1)
+        await until(lambda: journal.cursors()["uplink:cloud:readings"].position >= 3000)
+        task.cancel()
+    assert fleet_seqs(state) == list(range(3000))
+    assert proxy.connections >= 3  # it really reconnected through the faults
+    samples = sorted(v for s in vm.export('{__name__="reading_value"}') for v in s["values"])
+    assert samples == [float(i) for i in range(3000)]
+
+
+async def test_a_disk_cap_hit_while_offline_arrives_as_gaps_and_nothing_else_is_missing(
+    tmp_path: Path, broker: Mosquitto, vm: VictoriaMetrics
+) -> None:
+    state = tmp_path / "fleet"
+    async with (
+        FaultProxy("127.0.0.1", broker.port) as proxy,
+        Journal.open(tmp_path / "gw.sqlite3", JournalConfig(max_bytes=1 << 20), clock=SystemClock()) as journal,
+        asyncio.TaskGroup() as tg,
+    ):
+        await proxy.drop()  # offline from the start
+        task = tg.create_task(uplink(journal, proxy.port).run())
+        for i in range(40):
+            await journal.append(readings(500, i * 500))
+        await journal.retain()
+        stats = journal.stats()
+        assert stats.dropped > 0
+        assert stats.bytes <= 1 << 20
+        stored = [e.seq for e in await journal.read(0, 100_000)]
+        gaps = [e.event() for e in await journal.read(0, 100_000, kinds=[EntryKind.EVENT])]
+        await proxy.restore()
+        async with fleet(broker, vm, state) as receiver:
+            await until(lambda: journal.cursors()["uplink:cloud:readings"].position >= journal.next_seq - len(gaps))
+            await until(lambda: len(fleet_seqs(state)) >= len(stored))
+            (status,) = await receiver.gateways()
+        task.cancel()
+    received = fleet_seqs(state)
+    assert received == stored  # everything the journal still holds, readings and gap events, once
+    covered = {s for g in gaps for s in range(int(g.attrs["first_seq"]), int(g.attrs["last_seq"]) + 1)}
+    assert set(range(journal.next_seq)) == set(received) | covered
+    assert status.dropped == stats.dropped
+    assert status.entries == len(received)
+    values = sorted(v for s in vm.export('{__name__="reading_value"}') for v in s["values"])
+    assert len(values) == len(set(values))  # nothing twice in the TSDB
+    assert len(values) == sum(1 for seq in received if seq not in {g.seq for g in gaps})
