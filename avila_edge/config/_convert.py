@@ -131,6 +131,16 @@ class Collector:
                     else:
                         raw[field.encode_name] = new
             return raw
+        if isinstance(info, mi.DictType) and isinstance(raw, dict):
+            for k in list(raw):
+                if isinstance(k, str):
+                    new = self._normalize(raw[k], info.value_type, base, (*rel, k), dropped)
+                    if new is _DROP:
+                        del raw[k]
+                        dropped.add((*rel, k))
+                    else:
+                        raw[k] = new
+            return raw
         if isinstance(info, mi.ListType | mi.VarTupleType | mi.SetType | mi.FrozenSetType) and isinstance(raw, list):
             items = [self._normalize(item, info.item_type, base, (*rel, i), dropped) for i, item in enumerate(raw)]
             return _DROP if any(item is _DROP for item in items) else items

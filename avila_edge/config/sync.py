@@ -43,6 +43,9 @@ class MqttUplinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_in_flight: int = 8
     bandwidth: ByteSize | None = None
     """Bytes per second the uplink may use (metered links); None: no cap."""
+    fleet_key: str | None = None
+    """The fleet's Ed25519 public key (base64): when set, signed commands are taken on
+    ``<topic_prefix>/<gateway>/command``."""
     keepalive: Duration = 30.0
     session_expiry: Duration = 7 * 86400.0
 

@@ -25,6 +25,7 @@ from avila_edge.config.model import GatewayConfig
 from avila_edge.core import Clock, DeviceRejected, Value
 from avila_edge.driver import DriverPlugin, load_plugins
 from avila_edge.journal import EntryKind, Journal
+from avila_edge.runtime.commands import CommandHandler
 from avila_edge.runtime.pipeline import Pipeline
 from avila_edge.runtime.secrets import read_secret
 from avila_edge.runtime.supervisor import DriverSupervisor
@@ -68,10 +69,20 @@ class Gateway:
         ]
         self._owner = {p.id: s for s in self.supervisors for p in s.driver.device.points}
         self.uplinks = [
-            MqttUplink(u, gateway=config.site.id, journal=journal, clock=clock,
-                       password=read_secret(u.password_file, what=f"uplink {u.name} password"))
+            MqttUplink(
+                u,
+                gateway=config.site.id,
+                journal=journal,
+                clock=clock,
+                password=read_secret(u.password_file, what=f"uplink {u.name} password"),
+                on_command=None
+                if u.fleet_key is None
+                else CommandHandler(u, gateway=config.site.id, state_dir=config.state_dir, twins=self.twins,
+                                    record=self.pipeline.record, clock=clock),
+            )
             for u in config.uplinks
         ]  # fmt: skip
+
         self.sinks = [
             InfluxSink(s, config, journal=journal, clock=clock, token=read_secret(s.token_file, what="token") or "")
             for s in config.sinks

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,14 @@ class _TokenBucket:
 
 class MqttUplink:
     def __init__(
-        self, config: MqttUplinkConfig, *, gateway: str, journal: Journal, clock: Clock, password: str | None = None
+        self,
+        config: MqttUplinkConfig,
+        *,
+        gateway: str,
+        journal: Journal,
+        clock: Clock,
+        password: str | None = None,
+        on_command: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.gateway = gateway
@@ -83,6 +91,8 @@ class MqttUplink:
         self._password = password
         self.topic = f"{config.topic_prefix}/{gateway}/batch"
         self.ack_topic = f"{config.topic_prefix}/{gateway}/ack"
+        self.command_topic = f"{config.topic_prefix}/{gateway}/command"
+        self._on_command = on_command
         self._lanes: list[_Lane] = []
         self._bucket = _TokenBucket(config.bandwidth, clock) if config.bandwidth else None
         self._acks: dict[str, int] = {}
@@ -123,7 +133,10 @@ class MqttUplink:
                     async with asyncio.TaskGroup() as tg:
                         if self.config.ack is AckMode.FLEET:
                             await client.subscribe(self.ack_topic, qos=1)
-                            tg.create_task(self._receive_acks(client), name=f"uplink[{name}].acks")
+                        if self._on_command is not None:
+                            await client.subscribe(self.command_topic, qos=1)
+                        if self.config.ack is AckMode.FLEET or self._on_command is not None:
+                            tg.create_task(self._receive(client), name=f"uplink[{name}].receive")
                         await self._pump(client)
             except* aiomqtt.MqttError as group:
                 self._errors += 1
@@ -230,8 +243,11 @@ class MqttUplink:
                 f"no fleet ack for {lane} up to seq {last} within {self.config.ack_timeout:g} s"
             ) from None
 
-    async def _receive_acks(self, client: aiomqtt.Client) -> None:
+    async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if self._on_command is not None and str(message.topic) == self.command_topic:
+                await self._on_command(bytes(message.payload))
+                continue
             try:
                 ack = msgspec.json.decode(bytes(message.payload), type=Ack)
             except (msgspec.DecodeError, TypeError):

@@ -76,3 +76,12 @@ def test_twin_mistakes_are_named_at_their_line(
 ) -> None:
     found = problems(BASE.replace(old, new), plugins)
     assert any(f.startswith(expected) for f in found), found
+
+
+def test_durations_inside_mappings_of_settings_are_read(plugins: dict[str, DriverPlugin]) -> None:
+    cfg = parse_config(
+        BASE.replace("speed: {tolerance: 1}", "speed: {tolerance: 1, timeout: 2m}"), filename="t.yaml", plugins=plugins
+    )
+    assert cfg.asset_types[0].writable["speed"].timeout == 120.0
+    found = problems(BASE.replace("speed: {tolerance: 1}", "speed: {tolerance: 1, timeout: soon}"), plugins)
+    assert found[0].startswith("t.yaml:10: asset_types[0].writable.speed.timeout: 'soon' is not a duration")
