@@ -57,9 +57,13 @@ async def test_a_plant_fault_raises_an_alarm_that_is_journaled_and_the_apis_show
             async with asyncio.timeout(15):
                 while (await twin())["alarms"]["hot"]["state"] != "active":  # type: ignore[index]
                     await asyncio.sleep(0.1)
+            plc.plant.clear_faults()  # the sensor reads the real temperature again: the alarm clears
+            async with asyncio.timeout(15):
+                while (await twin())["alarms"]["hot"]["state"] != "cleared_unacknowledged":  # type: ignore[index]
+                    await asyncio.sleep(0.1)
             events = [e.event() for e in await gateway.journal.read(0, 100_000, kinds=[EntryKind.EVENT])]
-            raised = [e for e in events if e.kind == "alarm" and e.attrs["transition"] == "raised"]
-            assert raised[0].source == "pump1/hot"
+            transitions = [(e.source, e.attrs["transition"]) for e in events if e.kind == "alarm"]
+            assert transitions == [("pump1/hot", "raised"), ("pump1/hot", "cleared")]
             ended = datetime.now(UTC)
             variant = SITE.format(state=tmp_path, port=plc.port, limit=200)
             body = {"variant": variant, "from": started.isoformat(), "to": ended.isoformat()}
