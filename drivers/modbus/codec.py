@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from avila_edge.config.model import DataType, PointConfig
 from avila_edge.core import Value
+from avila_edge.driver.scaling import to_raw
 from drivers.modbus.config import ModbusAddress, Order
 
 _FORMATS: dict[DataType, str] = {
@@ -104,24 +105,14 @@ def encode_raw(value: Value, kind: DataType, address: ModbusAddress) -> list[int
     return list(struct.unpack(f">{len(wire) // 2}H", wire))
 
 
-def to_engineering(raw: Value, point: PointConfig) -> Value:
-    """Apply the point's scale and offset; integers stay integers when both are neutral."""
-    if isinstance(raw, bool | str):
-        return raw
-    if point.scale == 1.0 and point.offset == 0.0:
-        return raw
-    return raw * point.scale + point.offset
-
-
 def from_engineering(value: Value, point: PointConfig) -> Value:
     """The raw value to write for an engineering ``value`` (inverse of ``to_engineering``)."""
     if isinstance(value, bool | str) or point.type in (DataType.BOOL, DataType.STRING):
         return value
-    if point.scale == 1.0 and point.offset == 0.0:
-        return value
-    if point.scale == 0:
-        raise CodecError("a point with scale 0 cannot be written")
-    raw = (value - point.offset) / point.scale
+    try:
+        raw = to_raw(value, point)
+    except ValueError as exc:
+        raise CodecError(str(exc)) from None
     if point.type in _INTEGER_RANGES:
         if not math.isfinite(raw):
             raise CodecError(f"{value} is not a finite number")

@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 
 from avila_edge.config.model import DataType, DeviceConfig
-from avila_edge.core import Backoff, Clock, DeviceRejected, DriverError, LinkDown, Quality, Reading, Timeout, Value
+from avila_edge.core import Backoff, Clock, DeviceRejected, DriverError, LinkDown, Reading, Timeout, Value, bad
 from avila_edge.driver import Driver, ReadingSink
+from avila_edge.driver.scaling import to_engineering
 from drivers.modbus import codec
 from drivers.modbus.config import ModbusAddress, ModbusConnection
 from drivers.modbus.planner import Block, plan
@@ -125,7 +126,7 @@ class ModbusDriver(Driver):
         for p in block.points:
             try:
                 raw = codec.decode_raw(raw_block, p.offset, p.point.type, p.address)
-                value = codec.to_engineering(raw, p.point)
+                value = to_engineering(raw, p.point)
             except (ValueError, OverflowError) as exc:
                 self._health.count("protocol_violation")
                 out.append(self._bad(p.point.id, f"cannot decode {p.point.type.value}: {exc}", now))
@@ -138,14 +139,7 @@ class ModbusDriver(Driver):
         return out
 
     def _bad(self, point: str, reason: str, now: int) -> Reading:
-        return Reading(
-            point=point,
-            value=self._last_good.get(point),
-            quality=Quality.BAD,
-            reason=reason,
-            ts_source=now,
-            ts_gateway=now,
-        )
+        return bad(point, reason, ts_source=now, ts_gateway=now, value=self._last_good.get(point))
 
     def _bad_all(self, reason: str) -> list[Reading]:
         now = self.clock.now_ns()

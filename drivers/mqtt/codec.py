@@ -18,6 +18,7 @@ import msgspec
 
 from avila_edge.config.model import DataType, PointConfig
 from avila_edge.core import Value
+from avila_edge.driver.scaling import to_raw
 
 EXCERPT_BYTES: Final = 64
 _INTEGER_RANGES: Final[dict[DataType, tuple[int, int]]] = {
@@ -321,23 +322,15 @@ def _shown(raw: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def to_engineering(raw: Value, point: PointConfig) -> Value:
-    """Apply the point's scale and offset; integers stay integers when both are neutral."""
-    if isinstance(raw, bool | str):
-        return raw
-    if point.scale == 1.0 and point.offset == 0.0:
-        return raw
-    return raw * point.scale + point.offset
-
-
 def from_engineering(value: Value, point: PointConfig) -> Value:
     """The raw value for an engineering ``value`` (the inverse of ``to_engineering``)."""
     if isinstance(value, bool | str) or point.type in (DataType.BOOL, DataType.STRING):
         return coerce(value, point.type)
     if point.scale != 1.0 or point.offset != 0.0:
-        if point.scale == 0:
-            raise PayloadError("wrong_type", "a point with scale 0 cannot be written")
-        value = (value - point.offset) / point.scale
+        try:
+            value = to_raw(value, point)
+        except ValueError as exc:
+            raise PayloadError("wrong_type", str(exc)) from None
         if point.type not in _FLOATS and math.isfinite(value):
             value = round(value)
     return coerce(value, point.type)

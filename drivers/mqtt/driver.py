@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from avila_edge.config.model import DataType, DeviceConfig, PointConfig
-from avila_edge.core import Backoff, Clock, DeviceRejected, DriverError, LinkDown, Quality, Reading, Value
+from avila_edge.core import Backoff, Clock, DeviceRejected, DriverError, LinkDown, Quality, Reading, Value, bad
 from avila_edge.driver import Driver, ReadingSink
+from avila_edge.driver.scaling import to_engineering
 from drivers.mqtt import codec, sparkplug
 from drivers.mqtt.codec import PayloadError
 from drivers.mqtt.config import DEFAULT_QOS, MqttAddress, MqttConnection
@@ -186,7 +187,7 @@ class MqttDriver(Driver):
                     if doc_error is not None:
                         raise doc_error
                     raw = route.value_path.evaluate(doc) if route.value_path is not None else doc
-                value = codec.to_engineering(codec.coerce(raw, route.point.type), route.point)
+                value = to_engineering(codec.coerce(raw, route.point.type), route.point)
             except PayloadError as exc:
                 if exc.kind not in counted:
                     counted.add(exc.kind)
@@ -244,7 +245,7 @@ class MqttDriver(Driver):
                 out.append(self._bad(route.point.id, f"sparkplug metric {update.name!r} is null", now))
                 continue
             try:
-                value = codec.to_engineering(codec.coerce(update.value, route.point.type), route.point)
+                value = to_engineering(codec.coerce(update.value, route.point.type), route.point)
             except PayloadError as exc:
                 self._problem(exc.kind, msg, f"metric {update.name!r}: {exc}")
                 out.append(self._bad(route.point.id, f"malformed payload on {msg.topic}: {exc}", now))
@@ -269,14 +270,7 @@ class MqttDriver(Driver):
 
     def _bad(self, point: str, reason: str, now: int) -> Reading:
         self._bad_reason[point] = reason
-        return Reading(
-            point=point,
-            value=self._last_value.get(point),
-            quality=Quality.BAD,
-            reason=reason,
-            ts_source=now,
-            ts_gateway=now,
-        )
+        return bad(point, reason, ts_source=now, ts_gateway=now, value=self._last_value.get(point))
 
     def _problem(self, kind: str, msg: Inbound, text: str, *, log: bool = True) -> None:
         self._health.count(kind)

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from avila_edge.config.model import DataType, PointConfig
+from avila_edge.driver.scaling import to_engineering
 from drivers.modbus import codec
 from drivers.modbus.config import ModbusAddress
 from hil.registers import encode as hil_encode
@@ -72,11 +73,11 @@ def test_bit_in_register() -> None:
 
 def test_scale_and_offset_apply_and_invert() -> None:
     p = PointConfig(id="a/b", address=addr(), type=DataType.INT16, scale=0.1, offset=-40)
-    assert codec.to_engineering(650, p) == pytest.approx(25.0)
+    assert to_engineering(650, p) == pytest.approx(25.0)
     assert codec.from_engineering(25.0, p) == 650
     neutral = PointConfig(id="a/b", address=addr(), type=DataType.INT16)
-    assert codec.to_engineering(7, neutral) == 7
-    assert type(codec.to_engineering(7, neutral)) is int
+    assert to_engineering(7, neutral) == 7
+    assert type(to_engineering(7, neutral)) is int
 
 
 @pytest.mark.parametrize(("kind", "value"), [(DataType.INT16, 40000), (DataType.UINT16, -1), (DataType.INT16, 1.5)])

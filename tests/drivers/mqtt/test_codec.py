@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from avila_edge.config.model import DataType, PointConfig
+from avila_edge.driver.scaling import to_engineering
 from drivers.mqtt import codec
 from drivers.mqtt.codec import PayloadError, Template, ValuePath
 from drivers.mqtt.config import MqttAddress
@@ -276,15 +277,15 @@ def _point(kind: DataType, scale: float = 1.0, offset: float = 0.0) -> PointConf
 
 
 def test_engineering_values_apply_scale_and_offset_to_numbers_only() -> None:
-    assert codec.to_engineering(100, _point(DataType.INT16, 0.1, -5.0)) == pytest.approx(5.0)
-    assert codec.to_engineering(7, _point(DataType.INT16)) == 7
-    assert codec.to_engineering(True, _point(DataType.BOOL, 10.0)) is True
+    assert to_engineering(100, _point(DataType.INT16, 0.1, -5.0)) == pytest.approx(5.0)
+    assert to_engineering(7, _point(DataType.INT16)) == 7
+    assert to_engineering(True, _point(DataType.BOOL, 10.0)) is True
 
 
 @given(st.integers(-30000, 30000), st.sampled_from([0.1, 0.5, 2.0, 10.0]), st.sampled_from([0.0, -5.0, 3.0]))
 def test_from_engineering_inverts_to_engineering_for_integers(raw: int, scale: float, offset: float) -> None:
     p = _point(DataType.INT32, scale, offset)
-    assert codec.from_engineering(codec.to_engineering(raw, p), p) == raw
+    assert codec.from_engineering(to_engineering(raw, p), p) == raw
 
 
 def test_encode_command_writes_json_at_the_value_path_or_plain_text() -> None:
