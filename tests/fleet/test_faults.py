@@ -5,37 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from avila_edge.config.fleet import FleetConfig
 from avila_edge.config.model import JournalConfig
 from avila_edge.config.sync import MqttUplinkConfig
-from avila_edge.core import Reading, SystemClock
+from avila_edge.core import SystemClock
 from avila_edge.fleet.receiver import FleetReceiver
-from avila_edge.fleet.store import DedupeStore
 from avila_edge.journal import EntryKind, Journal
 from avila_edge.sync.mqtt_uplink import MqttUplink
 from hil.fault_proxy import FaultProxy
 from hil.mosquitto import Mosquitto
 from hil.victoria import VictoriaMetrics
 
-T0 = 1_760_000_000 * 10**9
-
-
-@pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    with Mosquitto() as m:
-        yield m
-
-
-@pytest.fixture
-def vm() -> Iterator[VictoriaMetrics]:
-    with VictoriaMetrics() as v:
-        yield v
+from .conftest import fleet_seqs, readings, until
 
 
 @contextlib.asynccontextmanager
@@ -62,27 +48,6 @@ def uplink(journal: Journal, port: int) -> MqttUplink:
         MqttUplinkConfig,
     )  # fmt: skip
     return MqttUplink(config, gateway="gw1", journal=journal, clock=SystemClock())
-
-
-def readings(n: int, start: int) -> list[Reading]:
-    return [
-        Reading(point=f"pump1/p{i % 4}", value=float(start + i), ts_source=T0 + (start + i) * 10**6, ts_gateway=T0)
-        for i in range(n)
-    ]
-
-
-async def until(predicate: object, within: float = 60.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
-
-
-def fleet_seqs(state: Path) -> list[int]:
-    store = DedupeStore(state / "fleet.sqlite3")
-    try:
-        return store.seqs("gw1")
-    finally:
-        store.close()
 
 
 async def test_link_drops_and_latency_during_ingest_lose_and_duplicate_nothing(
