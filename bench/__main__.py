@@ -25,9 +25,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--only", action="append", choices=sorted(AREAS), help="run only these areas")
     parser.add_argument("--quick", action="store_true", help="0.5 s per measurement instead of 3 s")
+    parser.add_argument("--seconds", type=float, help="time per measurement in seconds (overrides --quick)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "latest.json")
     args = parser.parse_args()
-    rows = asyncio.run(_main(args.only or list(AREAS), 0.5 if args.quick else 3.0))
+    seconds = args.seconds if args.seconds is not None else 0.5 if args.quick else 3.0
+    rows = asyncio.run(_main(args.only or list(AREAS), seconds))
     print(render(rows))
     save(rows, args.json)
     print(f"\nsaved {args.json}", file=sys.stderr)

@@ -34,27 +34,40 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False, system_site_packages=False)
     python = env_dir / "bin" / "python"
-    # dependencies come from this interpreter's site-packages (no network in tests); the project
-    # itself comes only from the wheel
+    # the project comes only from the wheel, installed by pip (which writes the console script from the
+    # wheel's own entry points); its dependencies come from this interpreter's site-packages (no network)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        timeout=120,
+    )
     site = subprocess.run(
         [str(python), "-c", "import site; print(site.getsitepackages()[0])"], check=True, capture_output=True, text=True
     ).stdout.strip()
     deps = [p for p in sys.path if p.endswith("site-packages")]
-    Path(site, "deps.pth").write_text("\n".join(deps) + "\n")
-    with zipfile.ZipFile(wheel) as z:
-        z.extractall(site)
+    Path(site, "zz-deps.pth").write_text("\n".join(deps) + "\n")
     console = env_dir / "bin" / "avila-edge"
-    console.write_text(f"#!{python}\nimport sys\nfrom avila_edge.cli import main\nsys.exit(main())\n")
-    console.chmod(0o755)
+    assert console.is_file(), "pip did not write the console script from the wheel's entry points"
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     env = {"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONNOUSERSITE": "1"}
+    probe = (
+        "import avila_edge; from avila_edge.driver.registry import load_plugins; "
+        "plugins = load_plugins(); print(avila_edge.__file__); "
+        "print(*sorted(plugins)); print(*sorted({p.create.__module__ for p in plugins.values()}))"
+    )
     where = subprocess.run(
-        [str(python), "-c", "import avila_edge, drivers.modbus; print(avila_edge.__file__)"],
-        cwd=outside, env=env, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    assert str(ROOT) not in where, "the installed copy must not be the checkout"
+        [str(python), "-c", probe], cwd=outside, env=env, check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert where[0].startswith(site), "the installed copy must not be the checkout"
+    assert {"modbus", "mqtt"} <= set(where[1].split())
+    for module in where[2].split():
+        spec = subprocess.run(
+            [str(python), "-c", f"import {module}; print({module}.__file__)"],
+            cwd=outside, env=env, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        assert spec.startswith(site), (module, spec)
     version = subprocess.run(
         [str(console), "--version"], cwd=outside, env=env, capture_output=True, text=True, check=False
     )

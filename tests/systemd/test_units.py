@@ -38,7 +38,9 @@ def test_systemd_verify_passes(unit: Path, tmp_path: Path) -> None:
     copy = tmp_path / unit.name
     copy.write_text(text.replace(PREFIX, local))
     assert copy.read_text().replace(local, PREFIX) == text
-    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, check=False, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, check=False, timeout=60
+    )
     problems = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 0
     assert problems == [], problems
