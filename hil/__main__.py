@@ -31,12 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     plc.add_argument("--port", type=int, default=15020)
     plc.add_argument("--unit-ids", default="1", help="comma-separated unit ids, one pump each")
     plc.add_argument("--bearing-wear", type=float, default=0.0, help="bearing wear per hour (1.0 = failure)")
+    from hil import opcua_server  # noqa: PLC0415 - importing hil alone stays free of asyncua
+
+    opcua_server.add_arguments(sub.add_parser("opcua-server", help="serve the pump plant over OPC UA"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.command == "modbus-plc":
         units = tuple(int(u) for u in args.unit_ids.split(","))
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve_modbus(args.host, args.port, units, args.bearing_wear))
+    elif args.command == "opcua-server":
+        return opcua_server.run(args)
     return 0
 
 
