@@ -89,6 +89,7 @@ class Journal:
         self._writer: WriterStore | None = None
         self._reader: ReaderStore | None = None
         self._pending: list[_Pending] = []
+        self._committing: list[_Pending] = []
         self._pending_count = 0
         self._wake = asyncio.Event()
         self._committed = asyncio.Event()
@@ -191,7 +192,7 @@ class Journal:
 
     async def flush(self) -> None:
         """Wait until everything appended so far is committed."""
-        futures = [p.future for p in self._pending]
+        futures = [p.future for p in (*self._committing, *self._pending)]
         if futures:
             await asyncio.wait(futures)
 
@@ -220,15 +221,18 @@ class Journal:
                 self._wake.set()
             items = [item for p in group for item in p.items]
             started = time.perf_counter()
+            self._committing = group
             try:
                 entries = await self._run_writer(self._writer_store().write, items)
             except Exception as exc:
+                self._committing = []
                 logger.error("journal commit of %d entries failed: %s", len(items), exc)  # noqa: TRY400
                 error = exc if isinstance(exc, JournalError) else JournalError(f"journal commit failed: {exc}")
                 for p in group:
                     if not p.future.done():
                         p.future.set_exception(error)
                 continue
+            self._committing = []
             self._last_commit_seconds = time.perf_counter() - started
             self._commits += 1
             self._appended += len(entries)

@@ -41,12 +41,14 @@ class Pipeline:
         self.counters = PipelineCounters()
         self._deadband = {p.id: p.deadband for d in config.devices for p in d.points}
         self.latest: dict[str, Reading] = {}
+        """The live point table: the newest committed reading of each point (``/status``, twins)."""
+        self._accepted: dict[str, Reading] = {}  # newest accepted per point, committed or not: the filter's memory
         self._unknown_logged: set[str] = set()
 
     async def __call__(self, batch: Sequence[Reading]) -> None:
         accepted: list[Reading] = []
-        latest = self.latest
-        before: dict[str, Reading | None] = {}
+        accepted_by_point = self._accepted
+        before: set[str] = set()
         for incoming in batch:
             r = incoming
             deadband = self._deadband.get(r.point)
@@ -59,28 +61,25 @@ class Pipeline:
             if isinstance(r.value, float) and not math.isfinite(r.value):
                 r = Reading(point=r.point, value=None, quality=Quality.BAD, reason=f"device sent {r.value}",
                             ts_source=r.ts_source, ts_gateway=r.ts_gateway)  # fmt: skip
-            previous = latest.get(r.point)
+            previous = accepted_by_point.get(r.point) or self.latest.get(r.point)
             fresh = previous is not None and r.ts_gateway - previous.ts_gateway < HEARTBEAT * 1e9
             if previous is not None and fresh and _unchanged(previous, r, deadband):
                 self.counters.filtered += 1
                 continue
-            before.setdefault(r.point, previous)
-            latest[r.point] = r
+            before.add(r.point)
+            accepted_by_point[r.point] = r
             accepted.append(r)
         if not accepted:
             return
         try:
             committed = await self.journal.append(accepted)
         except BaseException:
-            for point, old in before.items():  # not accepted: compare the next ones with what was
-                if old is None:
-                    latest.pop(point, None)
-                else:
-                    latest[point] = old
+            for point in before:  # not accepted: compare the next ones with what was committed
+                accepted_by_point.pop(point, None)
             raise
         self.counters.accepted += len(committed)
         for r in committed:
-            latest[r.point] = r
+            self.latest[r.point] = r
         events = self.twins.apply(committed)
         if events:
             await self.record(events)

@@ -85,7 +85,7 @@ async def test_a_broker_outage_loses_nothing_and_resumes(tmp_path: Path, broker:
                 if i == 7:
                     await asyncio.to_thread(broker.start)
                 await asyncio.sleep(0.1)
-            await fleet.until(lambda: len(fleet.seqs) == 1000)
+            await fleet.until(lambda: len(fleet.seqs) == 1000, within=90)
             assert uplink.stats().errors >= 1
     assert set(fleet.seqs) == set(range(1000))
 
