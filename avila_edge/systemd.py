@@ -29,9 +29,9 @@ class Notifier:
             return
         message = "\n".join(fields).encode()
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as s:
                 s.connect(self.address)
-                s.sendall(message)
+                s.sendall(message)  # never blocks the event loop: a full queue drops this message
         except OSError as exc:
             logger.warning("sd_notify to %r failed: %s", self.address, exc)
 

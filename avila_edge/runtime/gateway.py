@@ -109,25 +109,23 @@ class Gateway:
             await runner.setup()
             try:
                 async with asyncio.TaskGroup() as tg:
-                    for sup in gateway.supervisors:
-                        tg.create_task(sup.run(), name=sup.name)
-                    for uplink in gateway.uplinks:
-                        tg.create_task(uplink.run(), name=f"uplink[{uplink.config.name}]")
-                    for sink in gateway.sinks:
-                        tg.create_task(sink.run(), name=f"sink[{sink.config.name}]")
-                    tg.create_task(gateway._tick(), name="twins.tick")
+                    tasks = [tg.create_task(sup.run(), name=sup.name) for sup in gateway.supervisors]
+                    tasks += [tg.create_task(u.run(), name=f"uplink[{u.config.name}]") for u in gateway.uplinks]
+                    tasks += [tg.create_task(s.run(), name=f"sink[{s.config.name}]") for s in gateway.sinks]
+                    tasks.append(tg.create_task(gateway._tick(), name="twins.tick"))
                     site = web.TCPSite(runner, config.http.host, config.http.port)
                     await site.start()
-                    gateway.http_url = _url(site, config.http.host)
+                    gateway.http_url = _url(runner, config.http.host)
                     if notifier.watchdog_interval:
-                        tg.create_task(gateway._watchdog(notifier.watchdog_interval), name="systemd.watchdog")
+                        watchdog = gateway._watchdog(notifier.watchdog_interval)
+                        tasks.append(tg.create_task(watchdog, name="systemd.watchdog"))
                     notifier.ready(gateway.status_line())
                     logger.info("gateway %s running; status at %s/status", config.site.id, gateway.http_url)
                     try:
                         yield gateway
                     finally:
                         notifier.stopping()
-                        for task in list(tg._tasks):
+                        for task in tasks:
                             task.cancel()
             finally:
                 await runner.cleanup()
@@ -193,9 +191,7 @@ class Gateway:
         return problems
 
 
-def _url(site: web.TCPSite, host: str) -> str:
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else 0
+def _url(runner: web.AppRunner, host: str) -> str:
+    port = runner.addresses[0][1] if runner.addresses else 0
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - a display name, not a bind
     return f"http://{shown}:{port}"
