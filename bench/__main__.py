@@ -7,10 +7,15 @@ import asyncio
 import sys
 from pathlib import Path
 
-from bench import journal, modbus, pipeline
+from bench import audit, journal, modbus, pipeline
 from bench._table import Bench, Row, render, save
 
-AREAS: dict[str, Bench] = {"journal": journal.run, "modbus": modbus.run, "pipeline": pipeline.run}
+AREAS: dict[str, Bench] = {
+    "journal": journal.run,
+    "modbus": modbus.run,
+    "pipeline": pipeline.run,
+    "audit": audit.run,
+}
 
 
 async def _main(names: list[str], seconds: float) -> list[Row]:

@@ -63,7 +63,7 @@ class Verifier(msgspec.Struct, frozen=True):
     @classmethod
     def parse(cls, text: str) -> Self:
         """Read ``<name>+<hex id>+<base64 key>``; ``AuditError`` says what is wrong with it."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)
         if len(parts) != 3:
             raise AuditError(f"'{text}' is not a verifier key (expected <name>+<8 hex digits>+<base64 key>)")
         name, hex_id, b64 = parts

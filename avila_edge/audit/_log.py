@@ -24,7 +24,7 @@ import msgspec
 
 from avila_edge.audit._keys import KEY_FILE, DeviceKey, Verifier, check_name
 from avila_edge.audit._note import Checkpoint, sign_note
-from avila_edge.audit._store import SCHEMA, HashStore, StoredCheckpoint
+from avila_edge.audit._store import SCHEMA, HashStore, StoredCheckpoint, blob
 from avila_edge.audit._tree import Frontier, leaf_hash, verify_consistency
 from avila_edge.config.model import AuditConfig
 from avila_edge.core import AuditError, Clock, Event, JournalError
@@ -82,6 +82,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._frontier: Frontier | None = None
         self._pending: set[str] = set()
+        self._announce: str | None = None  # previous verifier key ('' for none) while the key is unrecorded
         self._signing = asyncio.Lock()
         self.last_checkpoint: StoredCheckpoint | None = None
         self.problem: str | None = None
@@ -103,12 +104,13 @@ class AuditLog:
     # -- attaching ----------------------------------------------------------------------------------
 
     @classmethod
-    async def attach(
-        cls, journal: Journal, *, state_dir: Path, config: AuditConfig, origin: str, clock: Clock
-    ) -> Self:
-        """Hook the log into ``journal`` (before anything is appended), load or make the device key
-        at ``<state_dir>/keys/device.ed25519``, bring the tree up to the journal's end, and journal an
-        ``audit_key`` event when the signing key or origin differs from the one recorded."""
+    async def attach(cls, journal: Journal, *, state_dir: Path, config: AuditConfig, origin: str, clock: Clock) -> Self:
+        """Hook the log into ``journal`` right after it opens (before anything is appended), load or
+        make the device key at ``<state_dir>/keys/device.ed25519`` and bring the tree up to the
+        journal's end. Appends nothing: other components may still add their hooks after this.
+
+        When the signing key or origin differs from the one recorded, the first checkpoint is preceded
+        by an ``audit_key`` event naming the new and the previous verifier key."""
         check_name(origin, "audit origin")
         key = await asyncio.to_thread(DeviceKey.load_or_create, state_dir / KEY_FILE, name=origin)
         log = cls(journal, key, config=config, clock=clock)
@@ -120,26 +122,34 @@ class AuditLog:
             previous = identity.verifier_keys[-1] if identity.verifier_keys else None
             if previous is not None:
                 logger.warning(
-                    "audit signing key changed from %s to %s (new key file or origin); journaling the change",
+                    "audit signing key changed from %s to %s (new key file or origin); the change is journaled",
                     previous,
                     current,
                 )
-            log._pending.add(current)
-            try:
-                await journal.append_events(
-                    [
-                        Event(
-                            kind="audit_key",
-                            source=SOURCE,
-                            ts=clock.now_ns(),
-                            attrs={"verifier_key": current, "previous": previous, "size": log.size},
-                        )
-                    ]
-                )
-            finally:
-                log._pending.discard(current)
+            log._announce = previous or ""
         log.last_checkpoint = await asyncio.to_thread(log._read, lambda s: s.latest_checkpoint())
         return log
+
+    async def _announce_key(self) -> None:
+        """Journal the ``audit_key`` event that records the verifier key before it first signs."""
+        if self._announce is None:
+            return
+        current = self.key.verifier.text()
+        self._pending.add(current)
+        try:
+            await self.journal.append_events(
+                [
+                    Event(
+                        kind="audit_key",
+                        source=SOURCE,
+                        ts=self.clock.now_ns(),
+                        attrs={"verifier_key": current, "previous": self._announce or None},
+                    )
+                ]
+            )
+        finally:
+            self._pending.discard(current)
+        self._announce = None
 
     def _catch_up(self, next_seq: int) -> _Identity:
         """Record leaves for entries the tree lacks (the log was off when they were written)."""
@@ -177,7 +187,7 @@ class AuditLog:
                 "recorded them, so no audit tree can cover them; keep this journal without audit or start "
                 "a new state directory"
             )
-        leaves = [(int(seq), leaf_hash(bytes(body))) for seq, body in rows]
+        leaves = [(int(seq), leaf_hash(blob(body))) for seq, body in rows]
         for i, (seq, _) in enumerate(leaves):
             if seq != start + i:
                 raise AuditError(
@@ -273,6 +283,7 @@ class AuditLog:
         """Sign and journal a checkpoint of everything committed now; ``None`` if nothing but
         checkpoints was committed since the last one."""
         async with self._signing:
+            await self._announce_key()
             head = await asyncio.to_thread(self._read, self._head)
             if head is None:
                 return None
@@ -319,4 +330,3 @@ class AuditLog:
             self.problem = None
             if checkpoint is not None:
                 last_size = checkpoint.size
-

@@ -1,9 +1,9 @@
 """The audit tables inside the journal database: leaf hashes, stored subtrees, checkpoints.
 
-Every leaf hash is kept (``audit_leaf``, one row per journal seq, never deleted by retention). Of the
-complete subtrees above the leaves only every ``STRIDE``-th level is kept (``audit_node``); a subtree
-of another level is folded from at most ``2**(STRIDE-1)`` stored ones when a proof needs it. That
-keeps the tables at ~1.07 hashes per entry while a proof at any size reads a few hundred rows.
+Every leaf hash is kept (``audit_leaves``, 16 per row, never deleted by retention). Of the complete
+subtrees above the leaves only every ``STRIDE``-th level is kept (``audit_node``); a subtree of another
+level is folded from at most ``2**(STRIDE-1)`` stored ones when a proof needs it. That keeps the tables
+at ~1.07 hashes per entry (~36 bytes on disk) while a proof at any size reads a few dozen rows.
 
 A ``HashStore`` wraps one connection and is used by one thread at a time: the journal's writer
 thread inside its commit transaction, or a reader thread of our own.
@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 import msgspec
 
 from avila_edge.audit._tree import (
+    HASH_SIZE,
     Coord,
     Frontier,
     Span,
@@ -31,8 +32,12 @@ from avila_edge.core import AuditError
 STRIDE = 4
 """Levels 0, 4, 8, ... of complete subtrees are stored."""
 
+BLOCK = 16
+"""Leaf hashes are stored 16 to a row: ``audit_leaves.hashes`` of ``block`` b holds the 32-byte leaf
+hashes of seqs ``16*b`` to ``16*b + 15``, concatenated (the last block may be shorter)."""
+
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_leaf (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_leaves (block INTEGER PRIMARY KEY, hashes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_node (
     level INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -71,19 +76,36 @@ class HashStore:
 
     def size(self) -> int:
         """The number of leaves recorded."""
-        row = self.conn.execute("SELECT MAX(seq) FROM audit_leaf").fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
+        row = self.conn.execute("SELECT block, length(hashes) FROM audit_leaves ORDER BY block DESC LIMIT 1").fetchone()
+        return 0 if row is None else int(row[0]) * BLOCK + int(row[1]) // HASH_SIZE
+
+    def _block(self, block: int) -> bytes:
+        row = self.conn.execute("SELECT hashes FROM audit_leaves WHERE block = ?", (block,)).fetchone()
+        return b"" if row is None else blob(row[0])
 
     def leaf(self, seq: int) -> bytes | None:
-        row = self.conn.execute("SELECT hash FROM audit_leaf WHERE seq = ?", (seq,)).fetchone()
-        return None if row is None else bytes(row[0])
+        """The leaf hash of entry ``seq``, if recorded."""
+        offset = (seq % BLOCK) * HASH_SIZE
+        h = self._block(seq // BLOCK)[offset : offset + HASH_SIZE]
+        return h if len(h) == HASH_SIZE else None
 
     def leaves(self, start: int, limit: int) -> list[tuple[int, bytes]]:
-        """Recorded ``(seq, leaf hash)`` from ``start`` on, ascending, at most ``limit``."""
+        """Recorded ``(seq, leaf hash)`` from ``start`` on, ascending, at most ``limit`` (rounded up to
+        whole blocks)."""
         rows = self.conn.execute(
-            "SELECT seq, hash FROM audit_leaf WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)
+            "SELECT block, hashes FROM audit_leaves WHERE block >= ? ORDER BY block LIMIT ?",
+            (start // BLOCK, max(1, -(-limit // BLOCK))),
         ).fetchall()
-        return [(int(s), bytes(h)) for s, h in rows]
+        found: list[tuple[int, bytes]] = []
+        for block, value in rows:
+            hashes = blob(value)
+            first = int(block) * BLOCK
+            found += [
+                (first + i, hashes[i * HASH_SIZE : (i + 1) * HASH_SIZE])
+                for i in range(len(hashes) // HASH_SIZE)
+                if first + i >= start
+            ]
+        return found
 
     def stored_nodes(self, level: int, first: int, last: int) -> dict[int, bytes]:
         """Stored subtrees of ``level`` (a multiple of STRIDE above 0) with index in ``[first, last]``."""
@@ -98,21 +120,23 @@ class HashStore:
         base = level - level % STRIDE
         width = 1 << (level - base)
         first = index * width
-        if base == 0:
-            rows = self.conn.execute(
-                "SELECT hash FROM audit_leaf WHERE seq >= ? AND seq < ? ORDER BY seq", (first, first + width)
-            ).fetchall()
+        if base == 0:  # at most 8 leaves, inside one block
+            hashes = self._block(first // BLOCK)
+            offset = (first % BLOCK) * HASH_SIZE
+            children = [hashes[offset + i * HASH_SIZE : offset + (i + 1) * HASH_SIZE] for i in range(width)]
+            children = [h for h in children if len(h) == HASH_SIZE]
         else:
             rows = self.conn.execute(
                 "SELECT hash FROM audit_node WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
                 (base, first, first + width),
             ).fetchall()
-        if len(rows) != width:
+            children = [blob(r[0]) for r in rows]
+        if len(children) != width:
             what = f"leaves {first}..{first + width - 1}" if base == 0 else f"level-{base} subtrees {first}.."
             raise AuditError(
                 f"the audit tables lack hashes ({what}) needed for subtree {level}/{index}; the tree is damaged"
             )
-        return perfect_root([bytes(r[0]) for r in rows])
+        return perfect_root(children)
 
     def span_hash(self, span: Span) -> bytes:
         """The hash of node ``[start, end)``."""
@@ -144,17 +168,29 @@ class HashStore:
 
     def append(self, frontier: Frontier, leaves: Sequence[tuple[int, bytes]]) -> None:
         """Record ``(seq, leaf hash)`` pairs continuing ``frontier``, and the subtrees they complete."""
-        leaf_rows: list[tuple[int, bytes]] = []
-        node_rows: list[tuple[int, int, bytes]] = []
-        for seq, h in leaves:
-            if seq != frontier.size:
-                raise AuditError(f"entry {seq} cannot become leaf {frontier.size} of the audit tree")
-            for level, index, node in frontier.append(h):
-                if level == 0:
-                    leaf_rows.append((index, node))
-                elif level % STRIDE == 0:
-                    node_rows.append((level, index, node))
-        self.conn.executemany("INSERT INTO audit_leaf(seq, hash) VALUES (?, ?)", leaf_rows)
+        if not leaves:
+            return
+        first = frontier.size
+        for i, (seq, _) in enumerate(leaves):
+            if seq != first + i:
+                raise AuditError(f"entry {seq} cannot become leaf {first + i} of the audit tree")
+        leaf_hashes = [h for _, h in leaves]
+        node_rows = frontier.extend(leaf_hashes, every=STRIDE)
+        hashes = b"".join(leaf_hashes)
+        head = first % BLOCK
+        if head:  # the first block was begun by an earlier commit: extend it
+            begun = self._block(first // BLOCK)
+            if len(begun) != head * HASH_SIZE:
+                raise AuditError(
+                    f"the audit tables hold {len(begun) // HASH_SIZE} leaves of block {first // BLOCK}, not {head}"
+                )
+            hashes = begun + hashes
+        start_block = first // BLOCK
+        step = BLOCK * HASH_SIZE
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO audit_leaves(block, hashes) VALUES (?, ?)",
+            [(start_block + i // step, hashes[i : i + step]) for i in range(0, len(hashes), step)],
+        )
         if node_rows:
             self.conn.executemany("INSERT INTO audit_node(level, idx, hash) VALUES (?, ?, ?)", node_rows)
 
@@ -220,6 +256,15 @@ class HashStore:
         )
 
 
+def blob(value: object) -> bytes:
+    """A column read back as bytes, whatever SQLite type someone stored in it."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, memoryview | bytearray):
+        return bytes(value)
+    return str(value).encode()
+
+
 def has_audit_tables(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_leaf'").fetchone()
+    row = conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_leaves'").fetchone()
     return bool(row[0])

@@ -169,6 +169,26 @@ class Frontier:
         self.size = size + 1
         return completed
 
+    def extend(self, leaves: Iterable[bytes], *, every: int) -> list[tuple[int, int, bytes]]:
+        """Add leaf hashes; return the completed subtrees above the leaves whose level is a multiple
+        of ``every`` (the same as ``append`` for each, filtered, without its per-leaf lists)."""
+        nodes = self._nodes
+        sha256 = hashlib.sha256
+        kept: list[tuple[int, int, bytes]] = []
+        size = self.size
+        for leaf in leaves:
+            node = leaf
+            level = 0
+            while size >> level & 1:
+                node = sha256(NODE_PREFIX + nodes.pop() + node).digest()
+                level += 1
+                if level % every == 0:
+                    kept.append((level, size >> level, node))
+            nodes.append(node)
+            size += 1
+        self.size = size
+        return kept
+
     def root(self) -> bytes:
         """MTH of the whole tree so far."""
         return fold_right(self._nodes) if self._nodes else EMPTY_ROOT

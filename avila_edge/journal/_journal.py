@@ -272,7 +272,7 @@ class Journal:
         try:
             gaps = await self._run_writer(writer.retain, max_bytes=self.config.max_bytes, cutoff_ns=cutoff, now_ns=now)
             self._counters = await self._run_writer(writer.refresh_counters)
-        except JournalError as exc:
+        except Exception as exc:  # a failed pass changes nothing; the next one tries again
             logger.error("journal retention failed: %s", exc)  # noqa: TRY400
             return
         self._full = self._counters.bytes > self.config.max_bytes * 1.05

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -202,21 +203,28 @@ class WriterStore:
         return gap_events
 
     def _delete_old(self, cutoff_ns: int, behind_at: int, cursors: dict[str, int], now_ns: int) -> list[Entry]:
+        saved = dataclasses.replace(self.counters)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            retired = self.conn.execute("DELETE FROM entry WHERE ts < ? AND seq < ?", (cutoff_ns, behind_at)).rowcount
+            # retire a prefix only: the oldest entries up to the first one young enough to keep, so the
+            # stored seqs stay contiguous above first_seq (gateway clocks can step back)
+            (first_young,) = self.conn.execute("SELECT MIN(seq) FROM entry WHERE ts >= ?", (cutoff_ns,)).fetchone()
+            limit = behind_at if first_young is None else min(behind_at, int(first_young))
+            retired = self.conn.execute("DELETE FROM entry WHERE seq < ?", (limit,)).rowcount
             where = ("kind = 0 AND ts < ? AND seq >= ?", (cutoff_ns, behind_at))
             _, gaps = self._drop_readings(where, cursors, now_ns, reason="max_age")
             self._count(retired=retired)
             self.conn.execute("COMMIT")
         except BaseException:
             self._rollback(dict(self._points))
+            self.counters = saved
             raise
         return gaps
 
     def _delete_oldest(
         self, chunk: int, behind_at: int, cursors: dict[str, int], now_ns: int
     ) -> tuple[int, list[Entry]]:
+        saved = dataclasses.replace(self.counters)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             retired = self.conn.execute(
@@ -236,6 +244,7 @@ class WriterStore:
             self.conn.execute("COMMIT")
         except BaseException:
             self._rollback(dict(self._points))
+            self.counters = saved
             raise
         return retired + dropped, gaps
 

@@ -21,6 +21,7 @@ from typing import Self
 
 from aiohttp import web
 
+from avila_edge.audit import AuditLog, default_origin
 from avila_edge.config.model import GatewayConfig
 from avila_edge.core import Clock, DeviceRejected, Value
 from avila_edge.driver import DriverPlugin, load_plugins
@@ -88,6 +89,7 @@ class Gateway:
             for s in config.sinks
         ]
         self.http_url = ""
+        self.audit: AuditLog | None = None
         self._last_watchdog_ok = time.monotonic()
 
     @classmethod
@@ -102,8 +104,16 @@ class Gateway:
     ) -> AsyncIterator[Self]:
         notifier = notifier or Notifier()
         async with Journal.open(config.state_dir / "journal.sqlite3", config.journal, clock=clock) as journal:
+            audit = await AuditLog.attach(
+                journal,
+                state_dir=config.state_dir,
+                config=config.audit,
+                origin=config.audit.origin or default_origin(config.site.id),
+                clock=clock,
+            )
             gateway = cls(config, journal, clock=clock, plugins=load_plugins() if plugins is None else plugins,
                           notifier=notifier)  # fmt: skip
+            gateway.audit = audit
             await gateway._restore()
             runner = web.AppRunner(build_app(gateway), access_log=None, handle_signals=False)
             await runner.setup()
@@ -113,6 +123,7 @@ class Gateway:
                     tasks += [tg.create_task(u.run(), name=f"uplink[{u.config.name}]") for u in gateway.uplinks]
                     tasks += [tg.create_task(s.run(), name=f"sink[{s.config.name}]") for s in gateway.sinks]
                     tasks.append(tg.create_task(gateway._tick(), name="twins.tick"))
+                    tasks.append(tg.create_task(audit.run(), name="audit.checkpoints"))
                     site = web.TCPSite(runner, config.http.host, config.http.port)
                     await site.start()
                     gateway.http_url = _url(runner, config.http.host)
@@ -130,6 +141,11 @@ class Gateway:
             finally:
                 await runner.cleanup()
             await journal.flush()
+            try:
+                await audit.checkpoint()  # the last entries end up covered by a signed checkpoint
+                await journal.flush()
+            except Exception:
+                logger.exception("could not sign the final audit checkpoint")
             logger.info("gateway %s stopped; journal at seq %d", config.site.id, journal.next_seq)
 
     async def _restore(self) -> None:

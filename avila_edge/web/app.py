@@ -64,6 +64,9 @@ async def status(request: web.Request) -> web.Response:
                 "rejected": g.pipeline.counters.rejected,
                 "events": g.pipeline.counters.events,
             },
+            "audit": None
+            if g.audit is None
+            else {"origin": g.audit.origin, "tree_size": g.audit.size, "problem": g.audit.problem},
             "uplinks": [msgspec.to_builtins(u.stats()) for u in g.uplinks],
             "sinks": [msgspec.to_builtins(s.stats()) for s in g.sinks],
         }

@@ -166,3 +166,35 @@ async def test_journal_full_when_only_events_remain(tmp_path: Path) -> None:
 
         with pytest.raises(JournalFull):
             await j.append(readings(1))
+
+
+async def test_age_retention_retires_a_prefix_even_when_the_clock_stepped_back(tmp_path: Path) -> None:
+    clock = ManualClock()
+    t = clock.now_ns()
+    async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(max_age=3600), clock=clock) as j:
+        await j.append(readings(2, ts=t))
+        await j.append(readings(1, ts=t + 7200 * 10**9))  # a clock that was ahead ...
+        await j.append(readings(2, ts=t))  # ... then stepped back
+        clock.advance(3700)
+        await j.retain()
+        assert [e.seq for e in await j.read(0)] == [2, 3, 4]  # seqs 0-1 retired; no hole above first_seq
+
+
+async def test_a_failed_retention_commit_does_not_skip_seqs(tmp_path: Path) -> None:
+    cfg = JournalConfig(max_bytes=1 << 20)
+    async with Journal.open(tmp_path / "j.sqlite3", cfg, clock=SystemClock()) as j:
+        await j.cursor("cloud")
+        for i in range(20):
+            await j.append(readings(1000, start=i * 1000))
+        before = j.next_seq
+
+        def refuse(conn: object, entries: object) -> None:
+            raise RuntimeError("disk full")
+
+        j._writer_store().hooks.append(refuse)
+        await j.retain()  # the gap event cannot commit: nothing may change
+        j._writer_store().hooks.clear()
+        assert j.next_seq == before
+        assert j.stats().dropped == 0
+        (after,) = await j.append(readings(1))
+        assert after.seq == before
