@@ -2,16 +2,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 
 from avila_edge.config.model import DataType, DeviceConfig, PointConfig, TimingConfig
-from avila_edge.core import Quality, Reading, SystemClock
+from avila_edge.core import SystemClock
 from drivers.mqtt.config import MqttAddress, MqttConnection, Subscription
 from drivers.mqtt.driver import MqttDriver
 from hil.mosquitto import Mosquitto
+
+from ..harness import Collector, run_driver
+from ..harness import wait_connected as _wait_connected
 
 _ADDRESS_KEYS = set(MqttAddress.__struct_fields__)
 
@@ -45,64 +48,19 @@ def device(
     )
 
 
-class Collector:
-    """A reading sink that keeps every reading and the latest one per point."""
-
-    def __init__(self) -> None:
-        self.all: list[Reading] = []
-        self.latest: dict[str, Reading] = {}
-        self.changed = asyncio.Event()
-
-    async def __call__(self, batch: Sequence[Reading]) -> None:
-        for r in batch:
-            self.all.append(r)
-            self.latest[r.point] = r
-        self.changed.set()
-
-    def of(self, point_id: str) -> list[Reading]:
-        return [r for r in self.all if r.point == point_id]
-
-    async def wait_for(self, predicate: Callable[[Collector], bool], within: float = 10.0) -> None:
-        async with asyncio.timeout(within):
-            while not predicate(self):
-                self.changed.clear()
-                await self.changed.wait()
-
-    async def wait_value(self, point_id: str, value: Any, within: float = 10.0) -> Reading:
-        def seen(c: Collector) -> bool:
-            r = c.latest.get(point_id)
-            return r is not None and r.value == value and r.quality is Quality.GOOD
-
-        await self.wait_for(seen, within)
-        return self.latest[point_id]
-
-    async def wait_quality(self, point_id: str, quality: Quality, within: float = 10.0) -> Reading:
-        def seen(c: Collector) -> bool:
-            r = c.latest.get(point_id)
-            return r is not None and r.quality is quality
-
-        await self.wait_for(seen, within)
-        return self.latest[point_id]
+WITHIN = 10.0
+"""Deadline of the waits in these tests."""
 
 
-@contextlib.asynccontextmanager
-async def running(dev: DeviceConfig, *, connected: bool = True) -> AsyncIterator[tuple[MqttDriver, Collector]]:
-    """Run the driver in a task group; wait until it has subscribed (unless ``connected=False``)."""
-    sink = Collector()
-    async with MqttDriver(dev, clock=SystemClock()) as driver, asyncio.TaskGroup() as tg:
-        task = tg.create_task(driver.run(sink), name=f"driver[mqtt:{dev.id}].run")
-        try:
-            if connected:
-                await wait_connected(driver)
-            yield driver, sink
-        finally:
-            task.cancel()
+def running(
+    dev: DeviceConfig, *, connected: bool = True
+) -> contextlib.AbstractAsyncContextManager[tuple[MqttDriver, Collector]]:
+    """Run the driver in a task group; wait until it is connected (unless ``connected=False``)."""
+    return run_driver(MqttDriver(dev, clock=SystemClock()), connected=connected, within=WITHIN)
 
 
-async def wait_connected(driver: MqttDriver, within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not driver.health().connected:
-            await asyncio.sleep(0.01)
+async def wait_connected(driver: MqttDriver, within: float = WITHIN) -> None:
+    await _wait_connected(driver, within)
 
 
 async def mosquitto_pub(

@@ -1,0 +1,76 @@
+"""What driver tests share: a reading sink that records, and running a driver in a task group."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+
+from avila_edge.core import Quality, Reading
+from avila_edge.driver import Driver
+
+D = TypeVar("D", bound=Driver)
+
+
+class Collector:
+    """A reading sink that keeps every reading and the latest one per point.
+
+    ``within`` is the default deadline of the ``wait_*`` helpers (slower protocols use longer ones)."""
+
+    def __init__(self, within: float = 10.0) -> None:
+        self.within = within
+        self.all: list[Reading] = []
+        self.latest: dict[str, Reading] = {}
+        self.changed = asyncio.Event()
+
+    async def __call__(self, batch: Sequence[Reading]) -> None:
+        for r in batch:
+            self.all.append(r)
+            self.latest[r.point] = r
+        self.changed.set()
+
+    def of(self, point_id: str) -> list[Reading]:
+        return [r for r in self.all if r.point == point_id]
+
+    async def wait_for(self, predicate: Callable[[Collector], bool], within: float | None = None) -> None:
+        async with asyncio.timeout(self.within if within is None else within):
+            while not predicate(self):
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def wait_value(self, point_id: str, value: Any, within: float | None = None) -> Reading:
+        def seen(c: Collector) -> bool:
+            r = c.latest.get(point_id)
+            return r is not None and r.value == value and r.quality is Quality.GOOD
+
+        await self.wait_for(seen, within)
+        return self.latest[point_id]
+
+    async def wait_quality(self, point_id: str, quality: Quality, within: float | None = None) -> Reading:
+        def seen(c: Collector) -> bool:
+            r = c.latest.get(point_id)
+            return r is not None and r.quality is quality
+
+        await self.wait_for(seen, within)
+        return self.latest[point_id]
+
+
+async def wait_connected(driver: Driver, within: float) -> None:
+    async with asyncio.timeout(within):
+        while not driver.health().connected:
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def run_driver(driver: D, *, connected: bool, within: float) -> AsyncIterator[tuple[D, Collector]]:
+    """Run ``driver`` in a task group; wait until it is connected (unless ``connected=False``)."""
+    sink = Collector(within)
+    async with driver, asyncio.TaskGroup() as tg:
+        task = tg.create_task(driver.run(sink), name=f"driver[{driver.device.driver}:{driver.device.id}].run")
+        try:
+            if connected:
+                await wait_connected(driver, within)
+            yield driver, sink
+        finally:
+            task.cancel()
