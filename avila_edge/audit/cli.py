@@ -3,7 +3,7 @@
 Each command reads a gateway's state directory (``--state-dir DIR``, or ``--config FILE`` for its
 ``state_dir``) read-only, so it is safe next to a running gateway, and exits 1 on any failure. The
 same commands are plain functions (``prove``, ``consistency``, ``verify``, ``pubkey``) for callers
-that want the values. Also runnable as ``python -m avila_edge.audit.cli``.
+that want the values.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from avila_edge.audit._keys import KEY_FILE, DeviceKey, Verifier
 from avila_edge.audit._log import default_origin
 from avila_edge.audit._prove import prove_consistency, prove_entry, verifier_keys
 from avila_edge.audit._verify import VerifyReport, verify_log
-from avila_edge.core import AuditError, ConfigError, GatewayError
+from avila_edge.core import AuditError
 
 
 def _trusted(key: str | None) -> list[Verifier] | None:
@@ -165,26 +165,3 @@ def _pubkey(args: argparse.Namespace) -> int:
     state_dir, origin = _where(args)
     _print(pubkey(state_dir, origin=origin))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m avila_edge.audit.cli audit ...`` (the same as ``avila-edge audit ...``)."""
-    parser = argparse.ArgumentParser(prog="avila-edge", description="Merkle audit log tools")
-    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if not hasattr(args, "handler"):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.handler(args))
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return 1
-    except GatewayError as exc:
-        print(f"avila-edge: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,7 +16,7 @@ import pytest
 
 from avila_edge.audit import Frontier, HashStore, Problem, leaf_hash, verify_log
 from avila_edge.audit._store import STRIDE
-from avila_edge.audit.cli import main
+from avila_edge.cli import main
 
 
 @pytest.fixture
