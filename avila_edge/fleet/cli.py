@@ -14,9 +14,9 @@ from aiohttp import web
 
 from avila_edge.config import load_document
 from avila_edge.config.fleet import FleetConfig
+from avila_edge.config.secrets import read_secret
 from avila_edge.core import SystemClock
 from avila_edge.fleet.receiver import FleetReceiver
-from avila_edge.runtime.secrets import read_secret
 
 RECEIVER: web.AppKey[FleetReceiver] = web.AppKey("receiver")
 

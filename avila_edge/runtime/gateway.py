@@ -23,12 +23,12 @@ from aiohttp import web
 
 from avila_edge.audit import AuditLog, default_origin
 from avila_edge.config.model import GatewayConfig
+from avila_edge.config.secrets import read_secret
 from avila_edge.core import Clock, DeviceRejected, Value
 from avila_edge.driver import DriverPlugin, load_plugins
 from avila_edge.journal import EntryKind, Journal
 from avila_edge.runtime.commands import CommandHandler
 from avila_edge.runtime.pipeline import Pipeline
-from avila_edge.runtime.secrets import read_secret
 from avila_edge.runtime.supervisor import DriverSupervisor
 from avila_edge.sync.influx_sink import InfluxSink
 from avila_edge.sync.mqtt_uplink import MqttUplink

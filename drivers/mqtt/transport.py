@@ -15,7 +15,6 @@ import math
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, Protocol
 
 import aiomqtt
@@ -24,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from avila_edge.config.secrets import SecretUnreadable, read_secret_file
 from avila_edge.core import DeviceRejected, LinkDown
 from drivers.mqtt.config import MqttConnection
 
@@ -148,11 +148,10 @@ class BrokerTransport:
         path = self.conn.password_file
         assert path is not None
         try:
-            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            return read_secret_file(path).rstrip("\r\n")
+        except SecretUnreadable as exc:
             raise LinkDown(
-                self.device, f"connect {self.endpoint}", f"cannot read password_file {path}: {detail}"
+                self.device, f"connect {self.endpoint}", f"cannot read password_file {path}: {exc.detail}"
             ) from exc
 
 

@@ -39,6 +39,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import BadTimeout, UaError, UaStatusCodeError
 
+from avila_edge.config.secrets import SecretUnreadable, read_secret_file
 from avila_edge.core import DeviceRejected, DriverError, LinkDown, ProtocolViolation, Timeout
 from drivers.opcua import pki
 from drivers.opcua.codec import NodeRef, Sample, datetime_to_ns
@@ -242,11 +243,10 @@ class UaTransport:
         path = self.conn.password_file
         assert path is not None
         try:
-            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            return read_secret_file(path).rstrip("\r\n")
+        except SecretUnreadable as exc:
             raise LinkDown(
-                self.device, f"connect {self.endpoint}", f"cannot read password_file {path}: {detail}"
+                self.device, f"connect {self.endpoint}", f"cannot read password_file {path}: {exc.detail}"
             ) from exc
 
     def _session_file(self) -> Path:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from avila_edge.config.secrets import read_secret
 from avila_edge.core import ConfigError
-from avila_edge.runtime.secrets import read_secret
 
 
 def test_a_relative_name_is_looked_up_in_the_credentials_directory_first(
