@@ -68,6 +68,8 @@ async def test_link_drops_and_latency_during_ingest_lose_and_duplicate_nothing(
             if i == 12:
                 await proxy.restore()
                 proxy.latency = 0.05
+                before = proxy.connections
+                await until(lambda before=before: proxy.connections > before)  # the uplink is back after its backoff
             if i == 20:
                 proxy.latency = 0.0
                 await proxy.drop()

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import aiomqtt
 import pytest
 
 from avila_edge.journal import EntryKind
-from avila_edge.sync.batch import decode_batch
+from avila_edge.sync.batch import Batch, decode_batch
 from hil.mosquitto import Mosquitto
 
 
@@ -30,12 +31,13 @@ class Fleet:
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.seqs.values())
 
-    def take(self, payload: bytes) -> None:
+    def take(self, payload: bytes) -> Batch:
         batch = decode_batch(payload)
         for seq, kind, _ in batch.entries:
             self.seqs[seq] = self.seqs.get(seq, 0) + 1
             self.order.append((seq, kind))
         self.changed.set()
+        return batch
 
     def kinds_in_order(self) -> list[EntryKind]:
         return [EntryKind(k) for _, k in self.order]
@@ -57,7 +59,11 @@ async def fleet(broker: Mosquitto) -> AsyncIterator[Fleet]:
                 async with aiomqtt.Client("127.0.0.1", broker.port, identifier="test-fleet", clean_session=False) as c:
                     await c.subscribe("avila/+/batch", qos=1)
                     async for message in c.messages:
-                        f.take(bytes(message.payload))  # type: ignore[arg-type]
+                        batch = f.take(bytes(message.payload))  # type: ignore[arg-type]
+                        # acknowledge like the fleet receiver does (used by uplinks with ack: fleet)
+                        lane = "events" if all(k == EntryKind.EVENT for _, k, _ in batch.entries) else "readings"
+                        ack = json.dumps({"lane": lane, "last": batch.last})
+                        await c.publish(f"avila/{batch.gateway}/ack", ack, qos=1)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
 
