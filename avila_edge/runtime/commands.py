@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -44,7 +45,7 @@ class CommandHandler:
             logger.warning("fleet command refused: %s", exc)
             await self.record([Event(kind="command_refused", source=self.source, ts=now, attrs={"reason": str(exc)})])
             return
-        self.gate.accept(command)
+        await asyncio.to_thread(self.gate.accept, command)  # durable (fsync) before acting: off the event loop
         events = [
             Event(kind="command", source=self.source, ts=now,
                   attrs={"id": command.id, "asset": command.asset, "name": command.name, "value": command.value})
