@@ -257,3 +257,37 @@ async def test_cancelling_the_driver_mid_request_always_stops_it(plc: ModbusPlc)
             task.cancel()
             done, _ = await asyncio.wait([task], timeout=2.0)
             assert done, "the driver kept running after it was cancelled"
+
+
+async def test_a_cancellation_swallowed_inside_a_request_still_stops_the_driver(plc: ModbusPlc) -> None:
+    """Python 3.11's asyncio.wait_for (used inside pymodbus) drops a cancellation that arrives together with
+    the reply. Reproduce that exactly, once, around the real TCP transport to the real simulator."""
+    from drivers.modbus.driver import tcp_transport
+
+    entered = asyncio.Event()
+
+    class SwallowsOnce:
+        def __init__(self, device: DeviceConfig) -> None:
+            self.inner = tcp_transport(device)
+            self.swallowed = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        async def read(self, unit: int, table: str, start: int, count: int) -> list[int] | list[bool]:
+            entered.set()
+            try:
+                await asyncio.sleep(1.0)  # a slow reply: the cancellation lands here
+            except asyncio.CancelledError:
+                if self.swallowed:
+                    raise
+                self.swallowed = True  # what wait_for does when the reply completes at the same time
+            return await self.inner.read(unit, table, start, count)  # type: ignore[arg-type]
+
+    dev = device(plc.port, [point("pump1/flow", "holding", 0)], poll=0.01)
+    async with ModbusDriver(dev, clock=SystemClock(), transport=SwallowsOnce) as driver:  # type: ignore[arg-type]
+        task = asyncio.create_task(driver.run(Collector()))
+        await entered.wait()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=3.0)
+        assert done, "the driver kept polling after its cancellation was swallowed"
