@@ -7,6 +7,7 @@ Supervision tree (task names)::
     twins.tick                                 alarm delays and write deadlines without readings
     uplink[<name>], sink[<name>]               journal cursors shipping data out
     http                                       aiohttp site for /status, /metrics, /healthz, /api
+    <services>                                 consumers of twins and journal (see Gateway.services)
     systemd.watchdog                           WATCHDOG=1 while the journal keeps committing
 """
 
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Self
 
 from aiohttp import web
@@ -124,6 +125,7 @@ class Gateway:
                     tasks += [tg.create_task(s.run(), name=f"sink[{s.config.name}]") for s in gateway.sinks]
                     tasks.append(tg.create_task(gateway._tick(), name="twins.tick"))
                     tasks.append(tg.create_task(audit.run(), name="audit.checkpoints"))
+                    tasks += [tg.create_task(run(), name=name) for name, run in gateway.services()]
                     site = web.TCPSite(runner, config.http.host, config.http.port)
                     await site.start()
                     gateway.http_url = _url(runner, config.http.host)
@@ -147,6 +149,15 @@ class Gateway:
             except Exception:
                 logger.exception("could not sign the final audit checkpoint")
             logger.info("gateway %s stopped; journal at seq %d", config.site.id, journal.next_seq)
+
+    def services(self) -> list[tuple[str, Callable[[], Coroutine[None, None, None]]]]:
+        """Consumers of twins and journal that run beside the drivers (task name, coroutine factory).
+
+        Each is built from its own config section, imports its heavy libraries only when configured,
+        and ends when cancelled.
+        """
+        services: list[tuple[str, Callable[[], Coroutine[None, None, None]]]] = []
+        return services
 
     async def _restore(self) -> None:
         latest = await self.journal.latest_readings()
