@@ -9,10 +9,11 @@ from avila_edge.journal._encoding import (
     encode_event,
     encode_reading,
 )
-from avila_edge.journal._journal import Cursor, Journal, JournalStats
+from avila_edge.journal._journal import Bucket, Cursor, Journal, JournalStats
 from avila_edge.journal._store import CommitHook
 
 __all__ = [
+    "Bucket",
     "CommitHook",
     "Cursor",
     "Entry",

@@ -26,6 +26,16 @@ RETENTION_INTERVAL = 5.0
 """Seconds between retention passes (a pass also runs as soon as a commit crosses the byte cap)."""
 
 
+class Bucket(msgspec.Struct, frozen=True):
+    """One downsampled slice of a point's history: readings in ``[start_ns, start_ns + width)``."""
+
+    start_ns: int
+    count: int
+    min: float
+    max: float
+    mean: float
+
+
 class JournalStats(msgspec.Struct, frozen=True):
     first_seq: int
     next_seq: int
@@ -298,6 +308,26 @@ class Journal:
             raise JournalError("journal is not open")
         entries: list[Entry] = await self._run_reader(reader.read, start, limit, kinds)
         return entries
+
+    async def history(self, point: str, start_ns: int, end_ns: int, *, limit: int = 10_000) -> list[Reading]:
+        """Stored readings of ``point`` with gateway time in ``[start_ns, end_ns)``, oldest first."""
+        reader = self._reader
+        if reader is None:
+            raise JournalError("journal is not open")
+        entries: list[Entry] = await self._run_reader(reader.history, point, start_ns, end_ns, limit)
+        return [e.reading() for e in entries]
+
+    async def history_buckets(self, point: str, start_ns: int, end_ns: int, width_ns: int) -> list[Bucket]:
+        """Downsampled history: count/min/max/mean of the numeric, not-Bad readings per bucket."""
+        if width_ns <= 0:
+            raise ValueError("bucket width must be positive")
+        reader = self._reader
+        if reader is None:
+            raise JournalError("journal is not open")
+        rows: list[tuple[int, int, float, float, float]] = await self._run_reader(
+            reader.buckets, point, start_ns, end_ns, width_ns
+        )
+        return [Bucket(start_ns=b, count=n, min=lo, max=hi, mean=mean) for b, n, lo, hi, mean in rows]
 
     async def wait_beyond(self, seq: int) -> None:
         """Return once an entry with a seq above ``seq`` has been committed."""

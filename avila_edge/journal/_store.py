@@ -33,6 +33,7 @@ INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', 0), ('retired', 0), (
 """
 
 Item = tuple[EntryKind, Reading | Event]
+BucketRow = tuple[int, int, float, float, float]
 
 
 @dataclass(slots=True)
@@ -329,6 +330,61 @@ class ReaderStore:
         """The newest stored reading of every point (uses the point index)."""
         rows = self.conn.execute(LATEST_SQL).fetchall()
         return [Entry(seq, EntryKind(kind), self._name(pid), ts, bytes(body)) for seq, kind, pid, ts, body in rows]
+
+    def seq_at(self, ts_ns: int) -> int:
+        """The first stored seq whose gateway time is at or after ``ts_ns`` (the end when none is).
+
+        Gateway times grow with seq (one clock stamps entries as they arrive), so this bisects over
+        the primary key; after a clock step backwards it is approximate, and callers still filter on
+        ``ts`` exactly.
+        """
+        bounds = self.conn.execute("SELECT MIN(seq), MAX(seq) FROM entry").fetchone()
+        if bounds[0] is None:
+            return 0
+        lo, hi = int(bounds[0]), int(bounds[1]) + 1
+        probe = "SELECT seq, ts FROM entry WHERE seq >= ? ORDER BY seq LIMIT 1"
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = self.conn.execute(probe, (mid,)).fetchone()
+            if row is None or row[1] >= ts_ns:
+                hi = mid
+            else:
+                lo = int(row[0]) + 1
+        return lo
+
+    def history(self, point: str, start_ns: int, end_ns: int, limit: int) -> list[Entry]:
+        """Readings of ``point`` with ``start_ns <= ts < end_ns``, oldest first, at most ``limit``."""
+        row = self.conn.execute("SELECT id FROM point WHERE name=?", (point,)).fetchone()
+        if row is None:
+            return []
+        first, last = self.seq_at(start_ns), self.seq_at(end_ns)
+        rows = self.conn.execute(
+            "SELECT seq, kind, point_id, ts, body FROM entry WHERE point_id=? AND seq >= ? AND seq < ? "
+            "AND ts >= ? AND ts < ? ORDER BY seq LIMIT ?",
+            (row[0], first, last, start_ns, end_ns, limit),
+        ).fetchall()
+        return [Entry(seq, EntryKind(kind), point, ts, bytes(body)) for seq, kind, _pid, ts, body in rows]
+
+    def buckets(
+        self, point: str, start_ns: int, end_ns: int, width_ns: int
+    ) -> list[tuple[int, int, float, float, float]]:
+        """Numeric readings of ``point`` (Good or Uncertain) summarised per ``width_ns`` bucket:
+        ``(bucket_start_ns, count, min, max, mean)`` for each non-empty bucket, oldest first."""
+        row = self.conn.execute("SELECT id FROM point WHERE name=?", (point,)).fetchone()
+        if row is None:
+            return []
+        first, last = self.seq_at(start_ns), self.seq_at(end_ns)
+        rows = self.conn.execute(
+            "SELECT (ts - ?) / ? AS b, COUNT(v), MIN(v), MAX(v), AVG(v) FROM ("
+            " SELECT ts, json_extract(CAST(body AS TEXT), '$.value') AS v,"
+            " json_extract(CAST(body AS TEXT), '$.quality') AS q FROM entry"
+            " WHERE point_id=? AND seq >= ? AND seq < ? AND ts >= ? AND ts < ?)"
+            " WHERE q != 'bad' AND typeof(v) IN ('integer', 'real') GROUP BY b ORDER BY b",
+            (start_ns, width_ns, row[0], first, last, start_ns, end_ns),
+        ).fetchall()
+        return [
+            (start_ns + int(b) * width_ns, int(n), float(lo), float(hi), float(mean)) for b, n, lo, hi, mean in rows
+        ]
 
     def read(self, start: int, limit: int, kinds: Collection[EntryKind] | None = None) -> list[Entry]:
         if kinds is None or len(kinds) == len(EntryKind):
