@@ -17,7 +17,7 @@ import msgspec
 import avila_edge
 from avila_edge.config import check_config, load_config
 from avila_edge.config.model import GatewayConfig, LoggingConfig
-from avila_edge.core import ConfigError, GatewayError, SystemClock
+from avila_edge.core import ConfigError, Event, GatewayError, SystemClock
 
 logger = logging.getLogger("avila_edge.cli")
 
@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.state_dir is not None:
         config = msgspec.structs.replace(config, state_dir=args.state_dir)
     _logging(config.logging)
-    return asyncio.run(_serve(config, announce=False))
+    return asyncio.run(_serve_bundles(config, args.config, args.config.read_text()))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -137,6 +137,37 @@ async def _serve(config: GatewayConfig, *, announce: bool, with_plant: bool = Fa
         await stop.wait()
         logger.info("stopping on signal")
     return 0
+
+
+async def _serve_bundles(config: GatewayConfig, path: Path, text: str) -> int:
+    """``run``: the gateway on its configuration file, restarted in-process for fleet bundles."""
+    from avila_edge.runtime.bundles import BundleStore, Reload, serve  # noqa: PLC0415
+    from avila_edge.runtime.gateway import Gateway  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    clock = SystemClock()
+
+    async def run(config: GatewayConfig, events: list[Event], started: Callable[[], None]) -> Reload | None:
+        async with Gateway.running(config, clock=clock, config_path=path) as gateway:
+            if events:
+                await gateway.pipeline.record(events)
+            started()
+            stopping = asyncio.ensure_future(stop.wait())
+            reloading = asyncio.ensure_future(gateway.reload_requested.wait())
+            try:
+                await asyncio.wait([stopping, reloading], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                reloading.cancel()
+            if stop.is_set():
+                logger.info("stopping on signal")
+                return None
+            return gateway.reload
+
+    return await serve(config, text, BundleStore(config.state_dir, path), run, clock=clock)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,15 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+class _Head(msgspec.Struct, frozen=True):
+    """What the next checkpoint signs: the tree, and its consistency proof from the previous one."""
+
+    size: int
+    root: bytes
+    previous: int | None
+    proof: list[bytes]
+
+
 class AuditLog:
     """The Merkle log over one journal. Make it with ``attach`` right after the journal opens."""
 
@@ -256,9 +265,9 @@ class AuditLog:
         finally:
             conn.close()
 
-    def _head(self, store: HashStore) -> tuple[int, bytes] | None:
+    def _head(self, store: HashStore) -> _Head | None:
         """The committed tree's size and root, if it holds more than checkpoints since the last one;
-        checked to extend the last checkpoint."""
+        checked to extend the last checkpoint, with the consistency proof from it."""
         size = store.size()
         previous = store.latest_checkpoint()
         if size == 0:
@@ -270,14 +279,15 @@ class AuditLog:
             if since == 0 or store.checkpoint_events_between(previous.size, size) == since:
                 return None
         root = store.root(size)
-        if previous is not None:
-            proof = store.consistency_proof(previous.size, size)
-            if not verify_consistency(previous.size, size, previous.root, root, proof):
-                raise AuditError(
-                    f"refusing to sign: the audit tree of {size} leaves does not extend the checkpoint of "
-                    f"{previous.size} leaves (journal seq {previous.seq}); the audit tables were altered"
-                )
-        return size, root
+        if previous is None:
+            return _Head(size, root, None, [])
+        proof = store.consistency_proof(previous.size, size)
+        if not verify_consistency(previous.size, size, previous.root, root, proof):
+            raise AuditError(
+                f"refusing to sign: the audit tree of {size} leaves does not extend the checkpoint of "
+                f"{previous.size} leaves (journal seq {previous.seq}); the audit tables were altered"
+            )
+        return _Head(size, root, previous.size, proof)
 
     async def checkpoint(self) -> StoredCheckpoint | None:
         """Sign and journal a checkpoint of everything committed now; ``None`` if nothing but
@@ -287,8 +297,12 @@ class AuditLog:
             head = await asyncio.to_thread(self._read, self._head)
             if head is None:
                 return None
-            size, root = head
+            size, root = head.size, head.root
             note = sign_note(Checkpoint(self.origin, size, root).text(), self.key)
+            attrs: dict[str, object] = {"size": size, "root": base64.b64encode(root).decode(), "note": note}
+            if head.previous is not None:  # lets a receiver check this extends what it verified before
+                attrs["previous"] = head.previous
+                attrs["proof"] = [base64.b64encode(h).decode() for h in head.proof]
             ts = self.clock.now_ns()
             self._pending.add(note)
             try:
@@ -298,7 +312,7 @@ class AuditLog:
                             kind="checkpoint",
                             source=SOURCE,
                             ts=ts,
-                            attrs={"size": size, "root": base64.b64encode(root).decode(), "note": note},
+                            attrs=attrs,
                         )
                     ]
                 )

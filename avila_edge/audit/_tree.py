@@ -189,6 +189,11 @@ class Frontier:
         self.size = size
         return kept
 
+    @property
+    def nodes(self) -> list[bytes]:
+        """The right-edge subtree hashes, largest first (what the constructor takes back)."""
+        return list(self._nodes)
+
     def root(self) -> bytes:
         """MTH of the whole tree so far."""
         return fold_right(self._nodes) if self._nodes else EMPTY_ROOT

@@ -27,7 +27,11 @@ class FleetHttp(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class FleetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Receivers that share ``share_group`` split the gateways' batches between them; each keeps only
     its dedupe store in ``state_dir`` (put it on shared storage, or give each receiver the same
-    database through a network filesystem, to scale out; see docs/fleet.md)."""
+    database through a network filesystem, to scale out; see docs/fleet.md).
+
+    ``gateway_keys`` holds one ``<gateway id>.vkey`` file per gateway with its audit verifier key
+    (``avila-edge audit pubkey`` on the gateway prints it); checkpoints are verified against it.
+    ``trust_first_key`` instead pins the first key a gateway announces (convenient, weaker)."""
 
     broker: FleetBroker
     state_dir: Path
@@ -36,3 +40,5 @@ class FleetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tsdb: InfluxSinkConfig | None = None
     http: FleetHttp = FleetHttp()
     ack: bool = True
+    gateway_keys: Path | None = None
+    trust_first_key: bool = False

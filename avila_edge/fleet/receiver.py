@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import msgspec
 
+from avila_edge.audit import SOURCE as AUDIT_SOURCE
 from avila_edge.config.fleet import FleetConfig
-from avila_edge.core import Backoff, Clock
+from avila_edge.core import Backoff, Clock, Event
 from avila_edge.fleet.store import DedupeStore, GatewayStatus
 from avila_edge.journal import EntryKind, decode_event, decode_reading
 from avila_edge.sync.batch import Batch, BatchError, decode_batch
@@ -57,7 +58,12 @@ class FleetReceiver:
 
     async def _open(self) -> DedupeStore:
         if self._store is None:
-            self._store = await self._run(DedupeStore, self.config.state_dir / "fleet.sqlite3")
+            self._store = await self._run(
+                DedupeStore,
+                self.config.state_dir / "fleet.sqlite3",
+                keys_dir=self.config.gateway_keys,
+                trust_first_key=self.config.trust_first_key,
+            )
         return self._store
 
     async def close(self) -> None:
@@ -145,17 +151,20 @@ class FleetReceiver:
             return  # not acknowledged: the gateway sends it again
         gaps = dropped = 0
         checkpoint: str | None = None
+        audit: list[Event] = []
         for seq, kind, body in batch.entries:
             if kind == EntryKind.EVENT and seq in new:
                 event = decode_event(body)
                 if event.kind == "gap":
                     gaps += 1
                     dropped += int(event.attrs.get("count", 0))
-                elif event.kind == "checkpoint":
-                    checkpoint = str(event.attrs.get("note", ""))
+                elif event.source == AUDIT_SOURCE and event.kind in ("checkpoint", "audit_key"):
+                    audit.append(event)
+                    if event.kind == "checkpoint":
+                        checkpoint = str(event.attrs.get("note", ""))
         added = await self._run(
             store.record, batch.gateway, batch.entries, now_ns=self.clock.now_ns(), gaps=gaps, dropped=dropped,
-            checkpoint=checkpoint,
+            checkpoint=checkpoint, audit_events=audit,
         )  # fmt: skip
         self._batches += 1
         self._entries += added

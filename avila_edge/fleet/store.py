@@ -12,6 +12,9 @@ from pathlib import Path
 
 import msgspec
 
+from avila_edge.core import Event
+from avila_edge.fleet.checkpoints import AuditStatus, CheckpointChecker
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS received (
     gateway TEXT NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL,
@@ -35,17 +38,19 @@ class GatewayStatus(msgspec.Struct, frozen=True):
     dropped: int
     max_seq: int
     last_checkpoint: str
+    audit: AuditStatus
 
 
 class DedupeStore:
     """Runs on one worker thread of its owner."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keys_dir: Path | None = None, trust_first_key: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        self.checker = CheckpointChecker(self.conn, keys_dir=keys_dir, trust_first_key=trust_first_key)
 
     def close(self) -> None:
         self.conn.close()
@@ -74,8 +79,11 @@ class DedupeStore:
         gaps: int,
         dropped: int,
         checkpoint: str | None,
+        audit_events: Sequence[Event] = (),
     ) -> int:
-        """Store ``entries``; return how many were new (the rest were duplicates)."""
+        """Store ``entries``; return how many were new (the rest were duplicates). ``audit_events`` are
+        the new ``audit_key`` and ``checkpoint`` events among them, checked in the same transaction,
+        which also folds the received entries into the content check (see ``checkpoints.py``)."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             before = self.conn.total_changes
@@ -91,6 +99,15 @@ class DedupeStore:
                 "last_checkpoint=COALESCE(?, last_checkpoint) WHERE id=?",
                 (now_ns, new, len(entries) - new, gaps, dropped, max(s for s, _, _ in entries), checkpoint, gateway),
             )
+            self.checker.ensure(gateway)
+            for event in audit_events:
+                if event.kind == "audit_key":
+                    self.checker.announce(gateway, event)
+                elif event.kind == "checkpoint":
+                    self.checker.checkpoint(gateway, event)
+            if audit_events:
+                self.checker.link(gateway)
+            self.checker.fold(gateway)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -102,7 +119,10 @@ class DedupeStore:
             "SELECT id, last_seen_ns, batches, entries, duplicates, gaps, dropped, max_seq, last_checkpoint "
             "FROM gateway ORDER BY id"
         ).fetchall()
-        return [GatewayStatus(*row) for row in rows]
+        return [
+            GatewayStatus(gw, seen, batches, entries, dups, gaps, dropped, max_seq, cp, self.checker.status(gw))
+            for gw, seen, batches, entries, dups, gaps, dropped, max_seq, cp in rows
+        ]
 
     def seqs(self, gateway: str) -> list[int]:
         return [s for (s,) in self.conn.execute("SELECT seq FROM received WHERE gateway=? ORDER BY seq", (gateway,))]

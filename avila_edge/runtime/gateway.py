@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Self
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from avila_edge.config.secrets import read_secret
 from avila_edge.core import Clock, DeviceRejected, Value
 from avila_edge.driver import DriverPlugin, load_plugins
 from avila_edge.journal import EntryKind, Journal
+from avila_edge.runtime.bundles import BundleStore, Reload
 from avila_edge.runtime.commands import CommandHandler
 from avila_edge.runtime.pipeline import Pipeline
 from avila_edge.runtime.supervisor import DriverSupervisor
@@ -54,6 +56,7 @@ class Gateway:
         clock: Clock,
         plugins: Mapping[str, DriverPlugin],
         notifier: Notifier,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -63,6 +66,9 @@ class Gateway:
         self.point_ids = [p.id for d in config.devices for p in d.points]
         self.units = {p.id: p.unit for d in config.devices for p in d.points}
         self.twins = TwinService(config, writer=self.write)
+        self.bundles = BundleStore(config.state_dir, config_path)
+        self.reload: Reload | None = None
+        self.reload_requested = asyncio.Event()
         self.pipeline = Pipeline(config, journal, self.twins)
         self.supervisors = [
             DriverSupervisor(plugins[d.driver].create(d, clock), self.pipeline, clock=clock)
@@ -80,7 +86,8 @@ class Gateway:
                 on_command=None
                 if u.fleet_key is None
                 else CommandHandler(u, gateway=config.site.id, state_dir=config.state_dir, twins=self.twins,
-                                    record=self.pipeline.record, clock=clock),
+                                    record=self.pipeline.record, clock=clock, config=config,
+                                    bundles=self.bundles, reload=self.request_reload),
             )
             for u in config.uplinks
         ]  # fmt: skip
@@ -102,6 +109,7 @@ class Gateway:
         clock: Clock,
         plugins: Mapping[str, DriverPlugin] | None = None,
         notifier: Notifier | None = None,
+        config_path: Path | None = None,
     ) -> AsyncIterator[Self]:
         notifier = notifier or Notifier()
         async with Journal.open(config.state_dir / "journal.sqlite3", config.journal, clock=clock) as journal:
@@ -113,7 +121,7 @@ class Gateway:
                 clock=clock,
             )
             gateway = cls(config, journal, clock=clock, plugins=load_plugins() if plugins is None else plugins,
-                          notifier=notifier)  # fmt: skip
+                          notifier=notifier, config_path=config_path)  # fmt: skip
             gateway.audit = audit
             await gateway._restore()
             runner = web.AppRunner(build_app(gateway), access_log=None, handle_signals=False)
@@ -158,6 +166,11 @@ class Gateway:
         """
         services: list[tuple[str, Callable[[], Coroutine[None, None, None]]]] = []
         return services
+
+    def request_reload(self, reload: Reload) -> None:
+        """Ask whoever runs this gateway to restart it on another configuration (a fleet bundle)."""
+        self.reload = reload
+        self.reload_requested.set()
 
     async def _restore(self) -> None:
         latest = await self.journal.latest_readings()

@@ -4,8 +4,13 @@ Wire format on ``<prefix>/<gateway>/command`` (QoS 1), UTF-8 JSON::
 
     {"command": "<base64 of the canonical command JSON>", "signature": "<base64 Ed25519 signature of those bytes>"}
 
-The command itself: ``{"id": 42, "gateway": "plant-a", "expires_ns": ..., "kind": "desired",
-"asset": "pump1", "name": "speed_setpoint", "value": 1800}``. A command is accepted only when the
+The command itself is one of::
+
+    {"id": 42, "gateway": "plant-a", "expires_ns": ..., "kind": "desired", "asset": "pump1",
+     "name": "speed_setpoint", "value": 1800}
+    {"id": 43, "gateway": "plant-a", "expires_ns": ..., "kind": "config", "config": "<the whole YAML>"}
+
+A command is accepted only when the
 signature verifies with the configured fleet key, it names this gateway, it has not expired, and its
 id is above every id accepted before (the highest id is kept in the state directory).
 """
@@ -16,27 +21,37 @@ import base64
 import binascii
 import os
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from avila_edge.core import Value
 
 
 class CommandRefused(Exception):
     """The command is not acted upon; the message says why (it is journaled)."""
 
 
-class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class DesiredCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="desired", tag_field="kind"):
+    """Set a twin's desired value (reaches the device through its driver)."""
+
     id: int
     gateway: str
     expires_ns: int
-    kind: Literal["desired"]
     asset: str
     name: str
     value: bool | int | float | str
+
+
+class ConfigCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="config", tag_field="kind"):
+    """Replace the gateway's whole configuration with ``config`` (YAML text): a configuration bundle."""
+
+    id: int
+    gateway: str
+    expires_ns: int
+    config: str
+
+
+Command = DesiredCommand | ConfigCommand
 
 
 class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -48,7 +63,7 @@ _encoder = msgspec.json.Encoder(order="sorted")
 
 
 def sign_command(key: Ed25519PrivateKey, command: Command) -> bytes:
-    """What the fleet publishes (used by ``avila-edge fleet`` tools and the tests)."""
+    """What the fleet publishes (``avila-edge fleet sign`` makes it from the command line)."""
     raw = _encoder.encode(command)
     envelope = Envelope(base64.b64encode(raw).decode(), base64.b64encode(key.sign(raw)).decode())
     return msgspec.json.encode(envelope)
@@ -85,7 +100,7 @@ class CommandGate:
         except InvalidSignature:
             raise CommandRefused("bad signature: not signed by the fleet key") from None
         try:
-            command = msgspec.json.decode(raw, type=Command)
+            command: Command = msgspec.json.decode(raw, type=Command)
         except msgspec.DecodeError as exc:
             raise CommandRefused(f"malformed command: {exc}") from None
         if command.gateway != self.gateway:
@@ -104,7 +119,3 @@ class CommandGate:
             os.fsync(f.fileno())
         tmp.replace(self.state_file)
         self.last_id = command.id
-
-
-def desired_value(command: Command) -> tuple[str, str, Value]:
-    return command.asset, command.name, command.value

@@ -30,12 +30,15 @@ def vm() -> Iterator[VictoriaMetrics]:
         yield v
 
 
-def fleet_config(broker: Mosquitto, vm: VictoriaMetrics, state: Path, client_id: str) -> FleetConfig:
+def fleet_config(
+    broker: Mosquitto, vm: VictoriaMetrics, state: Path, client_id: str, *, keys: Path | None = None
+) -> FleetConfig:
     return msgspec.convert(
         {
             "broker": {"host": "127.0.0.1", "port": broker.port, "plaintext": True, "client_id": client_id},
             "state_dir": state,
             "tsdb": {"url": vm.url, "bucket": "fleet"},
+            "gateway_keys": keys,
         },
         FleetConfig,
     )

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import msgspec
 
-from avila_edge.config.model import JournalConfig
+from avila_edge.audit import AuditLog
+from avila_edge.config.model import AuditConfig, JournalConfig
 from avila_edge.config.sync import MqttUplinkConfig
 from avila_edge.core import Event, SystemClock
 from avila_edge.fleet.store import DedupeStore
-from avila_edge.journal import Journal
+from avila_edge.journal import EntryKind, Journal
 from avila_edge.sync.mqtt_uplink import MqttUplink
 from hil.mosquitto import Mosquitto
 from hil.victoria import VictoriaMetrics
@@ -28,32 +29,47 @@ async def test_two_receivers_share_the_load_and_hold_everything_exactly_once(
         MqttUplinkConfig,
     )  # fmt: skip
     state = tmp_path / "fleet"
-    async with (
-        receiving(fleet_config(broker, vm, state, "rx-a")) as a,
-        receiving(fleet_config(broker, vm, state, "rx-b")) as b,
-        Journal.open(tmp_path / "gw.sqlite3", JournalConfig(), clock=SystemClock()) as journal,
-        asyncio.TaskGroup() as tg,
-    ):
-        await asyncio.sleep(0.5)
-        uplink = MqttUplink(uplink_cfg, gateway="gw1", journal=journal, clock=SystemClock())
-        task = tg.create_task(uplink.run())
-        for i in range(20):
-            await journal.append(readings(100, i * 100))
-        await journal.append_events([Event(kind="gap", source="journal", ts=T0, attrs={"count": 0})])
-        await until(lambda: journal.cursors().get("uplink:cloud:readings") is not None
-                       and journal.cursors()["uplink:cloud:readings"].position >= 2000)  # fmt: skip
-        await until(lambda: a.stats().entries + b.stats().entries >= 2001)
-        task.cancel()
-        assert a.stats().batches > 0
-        assert b.stats().batches > 0
-    store = DedupeStore(state / "fleet.sqlite3")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    gw_state = tmp_path / "gw"
+    clock = SystemClock()
+    async with Journal.open(gw_state / "journal.sqlite3", JournalConfig(), clock=clock) as journal:
+        log = await AuditLog.attach(journal, state_dir=gw_state, config=AuditConfig(), origin="gw/one", clock=clock)
+        (keys / "gw1.vkey").write_text(log.verifier.text())
+        async with (
+            receiving(fleet_config(broker, vm, state, "rx-a", keys=keys)) as a,
+            receiving(fleet_config(broker, vm, state, "rx-b", keys=keys)) as b,
+            asyncio.TaskGroup() as tg,
+        ):
+            await asyncio.sleep(0.5)
+            uplink = MqttUplink(uplink_cfg, gateway="gw1", journal=journal, clock=clock)
+            task = tg.create_task(uplink.run())
+            for i in range(20):
+                await journal.append(readings(100, i * 100))
+                if i % 5 == 4:
+                    await log.checkpoint()
+            await journal.append_events([Event(kind="gap", source="journal", ts=T0, attrs={"count": 0})])
+            last = await log.checkpoint()
+            assert last is not None
+            total = journal.next_seq
+            await until(lambda: a.stats().entries + b.stats().entries >= total)
+            task.cancel()
+            assert a.stats().batches > 0
+            assert b.stats().batches > 0
+        readings_seqs = [e.seq for e in await journal.read(0, 10_000) if e.kind is EntryKind.READING]
+    store = DedupeStore(state / "fleet.sqlite3", keys_dir=keys)
     try:
-        assert store.seqs("gw1") == list(range(2001))
+        assert store.seqs("gw1") == list(range(total))
         (gw,) = store.gateways()
-        assert gw.entries == 2001
+        assert gw.entries == total
         assert gw.gaps == 1
+        # every checkpoint verified against the pinned key, chained, and the data hashes to its root
+        assert gw.audit.problem == ""
+        assert gw.audit.chain_size == last.size
+        assert gw.audit.content_verified == last.size
     finally:
         store.close()
+    assert len(readings_seqs) == 2000
     samples = sorted(v for s in vm.export('{__name__="reading_value"}') for v in s["values"])
     assert samples == [float(i) for i in range(2000)]
 

@@ -17,7 +17,7 @@ from avila_edge.config import parse_config
 from avila_edge.core import SystemClock
 from avila_edge.journal import EntryKind
 from avila_edge.runtime.gateway import Gateway
-from avila_edge.sync.downlink import Command, CommandGate, CommandRefused, sign_command
+from avila_edge.sync.downlink import CommandGate, CommandRefused, DesiredCommand, sign_command
 from hil.modbus_plc import ModbusPlc
 from hil.mosquitto import Mosquitto
 
@@ -25,9 +25,9 @@ FLEET = Ed25519PrivateKey.generate()
 FLEET_PUB = base64.b64encode(FLEET.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
-def command(id_: int, *, gateway: str = "gw1", ttl: float = 60.0, value: int = 1800) -> Command:
-    return Command(id=id_, gateway=gateway, expires_ns=time.time_ns() + int(ttl * 1e9), kind="desired",
-                   asset="pump1", name="speed_setpoint", value=value)  # fmt: skip
+def command(id_: int, *, gateway: str = "gw1", ttl: float = 60.0, value: int = 1800) -> DesiredCommand:
+    return DesiredCommand(id=id_, gateway=gateway, expires_ns=time.time_ns() + int(ttl * 1e9),
+                          asset="pump1", name="speed_setpoint", value=value)  # fmt: skip
 
 
 def test_the_gate_refuses_everything_but_fresh_signed_commands_for_this_gateway(tmp_path: Path) -> None:
