@@ -7,6 +7,7 @@ from pathlib import Path
 import msgspec
 
 from avila_edge.config.sync import InfluxSinkConfig, MqttTls
+from avila_edge.config.units import Duration
 
 
 class FleetBroker(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -17,6 +18,8 @@ class FleetBroker(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     username: str | None = None
     password_file: Path | None = None
     client_id: str | None = None
+    reconnect_initial: Duration = 0.5
+    reconnect_max: Duration = 30.0
 
 
 class FleetHttp(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

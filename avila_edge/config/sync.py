@@ -48,6 +48,9 @@ class MqttUplinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ``<topic_prefix>/<gateway>/command``."""
     keepalive: Duration = 30.0
     session_expiry: Duration = 7 * 86400.0
+    reconnect_initial: Duration = 0.5
+    reconnect_max: Duration = 30.0
+    """Reconnection waits double from ``reconnect_initial`` up to ``reconnect_max`` (with jitter)."""
 
 
 class InfluxSinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

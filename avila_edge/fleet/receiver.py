@@ -78,7 +78,7 @@ class FleetReceiver:
         import aiomqtt  # noqa: PLC0415
 
         store = await self._open()
-        backoff = Backoff(0.5, 30.0)
+        backoff = Backoff(self.config.broker.reconnect_initial, self.config.broker.reconnect_max)
         topic = f"$share/{self.config.share_group}/{self.config.topic_prefix}/+/batch"
         writer = await self._tsdb()
         try:

@@ -122,7 +122,7 @@ class MqttUplink:
             _Lane("events", (EntryKind.EVENT,), await self.journal.cursor(f"uplink:{name}:events"), False),
             _Lane("readings", (EntryKind.READING,), await self.journal.cursor(f"uplink:{name}:readings"), True),
         ]
-        backoff = Backoff(0.5, 60.0)
+        backoff = Backoff(self.config.reconnect_initial, self.config.reconnect_max)
         while True:
             delay = backoff.next_delay()
             try:

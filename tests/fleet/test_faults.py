@@ -27,7 +27,8 @@ from .conftest import fleet_seqs, readings, until
 @contextlib.asynccontextmanager
 async def fleet(broker: Mosquitto, vm: VictoriaMetrics, state: Path) -> AsyncIterator[FleetReceiver]:
     config = msgspec.convert(
-        {"broker": {"host": "127.0.0.1", "port": broker.port, "plaintext": True, "client_id": "rx"},
+        {"broker": {"host": "127.0.0.1", "port": broker.port, "plaintext": True, "client_id": "rx",
+                    "reconnect_max": 2.0},
          "state_dir": state, "tsdb": {"url": vm.url, "bucket": "fleet"}},
         FleetConfig,
     )  # fmt: skip
@@ -44,7 +45,7 @@ async def fleet(broker: Mosquitto, vm: VictoriaMetrics, state: Path) -> AsyncIte
 def uplink(journal: Journal, port: int) -> MqttUplink:
     config = msgspec.convert(
         {"host": "127.0.0.1", "port": port, "plaintext": True, "ack": "fleet", "ack_timeout": 2.0, "batch_max": 200,
-         "batch_age": 0.01, "keepalive": 2},
+         "batch_age": 0.01, "keepalive": 2, "reconnect_max": 2.0},
         MqttUplinkConfig,
     )  # fmt: skip
     return MqttUplink(config, gateway="gw1", journal=journal, clock=SystemClock())
@@ -118,3 +119,46 @@ async def test_a_disk_cap_hit_while_offline_arrives_as_gaps_and_nothing_else_is_
     values = sorted(v for s in vm.export('{__name__="reading_value"}') for v in s["values"])
     assert len(values) == len(set(values))  # nothing twice in the TSDB
     assert len(values) == sum(1 for seq in received if seq not in {g.seq for g in gaps})
+
+
+OUTAGE = 60.0
+"""Seconds the broker stays down: the issue's figure, long enough for every keepalive and backoff to expire."""
+
+
+async def test_a_60_second_broker_outage_during_ingest_loses_and_duplicates_nothing(
+    tmp_path: Path, broker: Mosquitto, vm: VictoriaMetrics
+) -> None:
+    state = tmp_path / "fleet"
+    rate, per_batch = 20, 10  # 200 readings/s keep arriving the whole time
+    async with (
+        fleet(broker, vm, state),
+        Journal.open(tmp_path / "gw.sqlite3", JournalConfig(), clock=SystemClock()) as journal,
+        asyncio.TaskGroup() as tg,
+    ):
+        up = uplink(journal, broker.port)
+        task = tg.create_task(up.run())
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        n = 0
+        outage = (2.0, 2.0 + OUTAGE)
+        down = False
+        while (elapsed := loop.time() - start) < outage[1] + 3.0:
+            if not down and outage[0] <= elapsed < outage[1]:
+                await asyncio.to_thread(broker.stop)
+                down = True
+            elif down and elapsed >= outage[1]:
+                await asyncio.to_thread(broker.start)
+                down = False
+            await journal.append(readings(per_batch, n))
+            n += per_batch
+            await asyncio.sleep(1 / rate)
+        restored = loop.time()
+        await until(lambda: journal.cursors()["uplink:cloud:readings"].position >= n, within=60)
+        drained = loop.time() - restored
+        task.cancel()
+    print(f"{n} readings; broker down {OUTAGE:.0f} s; fleet caught up {drained:.1f} s after the last reading")
+    assert drained < 15.0  # reconnect within reconnect_max, then the backlog drains in a few batches
+    assert n >= rate * per_batch * OUTAGE * 0.9  # ingest went on during the outage
+    assert fleet_seqs(state) == list(range(n))
+    samples = sorted(v for s in vm.export('{__name__="reading_value"}') for v in s["values"])
+    assert samples == [float(i) for i in range(n)]
