@@ -93,13 +93,19 @@ async def test_demo_comes_up_with_good_pump_values_and_stops(
     gateway_process.append(g)
     base = f"http://127.0.0.1:{http}"
 
-    def pump_good() -> bool:
+    def pumps_good() -> bool:
         points = {p["id"]: p for p in status(base)["points"]}
-        return all(points[p]["quality"] == "good" for p in ("pump1/flow", "pump1/pressure", "pump1/vibration"))
+        return all(
+            points[f"{pump}/{name}"]["quality"] == "good"
+            for pump in ("pump1", "pump2", "pump3")  # over Modbus TCP, OPC UA and MQTT
+            for name in ("flow", "pressure", "vibration")
+        )
 
-    await until(pump_good, within=30)
-    flow = {p["id"]: p for p in status(base)["points"]}["pump1/flow"]["value"]
-    assert 100 < flow < 140
+    await until(pumps_good, within=30)
+    points = {p["id"]: p for p in status(base)["points"]}
+    for pump in ("pump1", "pump2", "pump3"):
+        assert 100 < points[f"{pump}/flow"]["value"] < 140
+    assert {d["driver"] for d in status(base)["drivers"] if d["connected"]} == {"modbus", "opcua", "mqtt"}
     code, out, err = await asyncio.to_thread(g.stop)
     assert code == 0, err
     assert f"avila-edge demo: status at {base}/status" in out
