@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     from hil import opcua_server  # noqa: PLC0415 - importing hil alone stays free of asyncua
 
     opcua_server.add_arguments(sub.add_parser("opcua-server", help="serve the pump plant over OPC UA"))
+    from hil import coap_nodes  # noqa: PLC0415 - importing hil alone stays free of aiocoap
+
+    coap_nodes.add_arguments(sub.add_parser("coap-node", help="serve the pump plant as a CoAP node (observe, SenML)"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.command == "modbus-plc":
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_serve_modbus(args.host, args.port, units, args.bearing_wear))
     elif args.command == "opcua-server":
         return opcua_server.run(args)
+    elif args.command == "coap-node":
+        return coap_nodes.run(args)
     return 0
 
 
