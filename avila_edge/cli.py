@@ -73,11 +73,12 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 
 def _command_groups() -> list[Register]:
+    from avila_edge.anomaly.cli import register as model  # noqa: PLC0415
     from avila_edge.audit.cli import register as audit  # noqa: PLC0415 - each group loads its own imports
     from avila_edge.fleet.cli import register as fleet  # noqa: PLC0415
     from avila_edge.twins.cli import register as twins  # noqa: PLC0415
 
-    return [twins, fleet, audit]
+    return [twins, fleet, audit, model]
 
 
 def _default_demo_state() -> Path:

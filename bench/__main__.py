@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from bench import audit, journal, modbus, pipeline, sync
+from bench import anomaly, audit, journal, modbus, pipeline, sync
 from bench._table import Bench, Row, render, save
 
 AREAS: dict[str, Bench] = {
@@ -15,6 +15,7 @@ AREAS: dict[str, Bench] = {
     "modbus": modbus.run,
     "pipeline": pipeline.run,
     "audit": audit.run,
+    "anomaly": anomaly.run,
     "sync": sync.run,
 }
 

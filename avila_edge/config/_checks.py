@@ -44,6 +44,7 @@ def cross_check(draft: Draft, c: Collector) -> None:
     _check_devices(draft.devices, asset_ids, c)
     if draft.top is not None:
         _check_twins(draft.top.asset_types, draft, c)
+        _check_anomaly(draft.top, draft, c)
 
 
 def _check_twins(types: tuple[AssetTypeConfig, ...], draft: Draft, c: Collector) -> None:
@@ -120,6 +121,83 @@ def _check_twins(types: tuple[AssetTypeConfig, ...], draft: Draft, c: Collector)
                     (*base, "writable", name),
                     f"'{name}' is not a writable point (writable: true) of {', '.join(missing)}",
                 )
+
+
+def _check_anomaly(top: GatewayConfig, draft: Draft, c: Collector) -> None:
+    """Anomaly detectors: a declared target, a model or features, features that exist, sane ranges."""
+    a = top.anomaly
+    for key, number in (("queue", a.queue), ("batch_max", a.batch_max)):
+        if number < 1:
+            c.add(("anomaly", key), "must be at least 1")
+    for key, seconds in (("max_latency", a.max_latency), ("reload_interval", a.reload_interval)):
+        if seconds <= 0:
+            c.add(("anomaly", key), "must be greater than 0")
+    names: dict[str, set[str]] = {}
+    for placed in draft.devices:
+        for p in placed.device.points:
+            asset, _, name = p.id.partition("/")
+            names.setdefault(asset, set()).add(name)
+    types = {t.id: t for t in top.asset_types}
+    members: dict[str, list[str]] = {}
+    for _, asset_config in draft.assets:
+        members.setdefault(asset_config.type, []).append(asset_config.id)
+    seen: dict[tuple[str, str], int] = {}
+    for i, d in enumerate(a.detectors):
+        base: KeyPath = ("anomaly", "detectors", i)
+        if not _SAFE_ID.match(d.id):
+            c.add((*base, "id"), f"detector id '{d.id}' may only use {_SAFE_WORDS}")
+        if (d.asset_type is None) == (d.asset is None):
+            c.add(base, "name exactly one of asset_type (every asset of a type) or asset (one asset)")
+            continue
+        target = d.asset_type or d.asset or ""
+        if (d.id, target) in seen:
+            c.add(
+                (*base, "id"), f"detector '{d.id}' is already declared for {target} (detectors[{seen[d.id, target]}])"
+            )
+        seen.setdefault((d.id, target), i)
+        if d.asset_type is not None:
+            if d.asset_type not in types:
+                c.add((*base, "asset_type"), f"asset type '{d.asset_type}' is not declared under asset_types:")
+                continue
+            assets = members.get(d.asset_type, [])
+        else:
+            if d.asset not in {x.id for _, x in draft.assets}:
+                c.add((*base, "asset"), f"asset '{d.asset}' is not declared under assets:")
+                continue
+            assets = [d.asset or ""]
+        if d.detector == "onnx" and not d.model:
+            c.add((*base, "model"), "an onnx detector names its model (a name in the model registry)")
+        if d.detector == "baseline" and not d.features:
+            c.add((*base, "features"), "a baseline detector needs at least one feature, e.g. - {point: vibration}")
+        type_of = {x.id: x.type for _, x in draft.assets}
+        for j, f in enumerate(d.features):
+            missing = []
+            for asset in assets:
+                t = types.get(type_of.get(asset, ""))
+                own = set(t.derived) | set(t.aggregates) if t is not None else set()
+                if f.point not in names.get(asset, set()) and f.point not in own:
+                    missing.append(asset)
+            if missing:
+                where = ", ".join(missing)
+                c.add((*base, "features", j, "point"), f"'{f.point}' is not a point or derived value of {where}")
+        if d.window is not None and d.window <= 0:
+            c.add((*base, "window"), "must be greater than 0")
+        if d.explain < 0:
+            c.add((*base, "explain"), "must be 0 or more")
+        th = d.threshold
+        problems = [
+            ("quantile", th.quantile is not None and not 0 < th.quantile < 1, "must be between 0 and 1, e.g. 0.995"),
+            ("margin", th.margin is not None and th.margin <= 0, "must be greater than 0"),
+            ("warmup", th.warmup is not None and th.warmup < 2, "must be at least 2 windows"),
+            ("history", th.history is not None and th.history < 2, "must be at least 2 windows"),
+            ("manual", th.manual is not None and not th.manual > 0, "must be greater than 0"),
+            ("raise_after", th.raise_after < 1, "must be at least 1 window"),
+            ("clear_after", th.clear_after < 1, "must be at least 1 window"),
+            ("clear_ratio", not 0 < th.clear_ratio <= 1, "must be above 0 and at most 1, e.g. 0.8"),
+        ]
+        for key, bad, message in problems:
+            if bad:
+                c.add((*base, "threshold", key), message)
 
 
 def _check_sections(top: GatewayConfig, c: Collector) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from avila_edge.config.anomaly import AnomalyConfig
 from avila_edge.config.sync import InfluxSinkConfig, MqttUplinkConfig
 from avila_edge.config.twins import AssetTypeConfig
 from avila_edge.config.units import ByteSize, Duration
@@ -154,6 +155,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
     audit: AuditConfig = AuditConfig()
+    anomaly: AnomalyConfig = AnomalyConfig()
 
     def points(self) -> dict[str, tuple[DeviceConfig, PointConfig]]:
         """Every configured point by id, with its device."""

@@ -165,6 +165,11 @@ class Gateway:
         and ends when cancelled.
         """
         services: list[tuple[str, Callable[[], Coroutine[None, None, None]]]] = []
+        if self.config.anomaly.enabled and self.config.anomaly.detectors:
+            from avila_edge.anomaly.service import AnomalyService  # noqa: PLC0415 - numpy/onnxruntime when configured
+
+            anomaly = AnomalyService(self.config, self.twins, self.pipeline.record, clock=self.clock)
+            services.append(("anomaly", anomaly.run))
         return services
 
     def request_reload(self, reload: Reload) -> None:

@@ -41,6 +41,7 @@ class _Twin:
     alarms: dict[str, Alarm] = field(default_factory=dict)
     health: HealthTracker | None = None
     rul: RulEstimate | None = None
+    anomaly: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ class TwinService:
                 "rul_high": twin.rul.rul_high,
                 "samples": twin.rul.samples,
             },
+            "anomaly": {k: dict(v) for k, v in twin.anomaly.items()},
         }  # fmt: skip
 
     def subscribe(self) -> asyncio.Queue[TwinChange]:
@@ -276,6 +278,13 @@ class TwinService:
         tr = alarm.acknowledge(by)
         self._notify(asset)
         return _alarm_event(tr, int(self.now * 1e9))
+
+    def set_anomaly(self, asset: str, detector: str, info: dict[str, object], *, notify: bool) -> None:
+        """Show a detector's latest judgement in the twin (``snapshot()["anomaly"][detector]``);
+        subscribers hear of it when ``notify`` (an anomaly started or cleared)."""
+        self._twin(asset).anomaly[detector] = info
+        if notify:
+            self._notify(asset)
 
     def alarms(self) -> Iterable[Alarm]:
         for twin in self._twins.values():

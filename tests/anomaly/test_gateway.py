@@ -1,0 +1,64 @@
+"""A running gateway polling the hil/ PLC: a blocked inlet becomes an anomaly event in the journal and in
+the twin API, through the one service block in ``Gateway.services()``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from avila_edge.config import parse_config
+from avila_edge.core import SystemClock
+from avila_edge.journal import EntryKind
+from avila_edge.runtime.gateway import Gateway
+from hil.modbus_plc import ModbusPlc
+
+SITE = """
+site: {{id: anomaly}}
+state_dir: {state}
+http: {{host: 127.0.0.1, port: 0}}
+asset_types: [{{id: pump}}]
+assets: [{{id: pump1, type: pump}}]
+devices:
+  - id: plc1
+    driver: modbus
+    connection: {{host: 127.0.0.1, port: {port}}}
+    timing: {{poll_interval: 20ms, timeout: 500ms}}
+    points:
+      - {{id: pump1/flow, address: {{table: holding, address: 0}}, type: float32}}
+      - {{id: pump1/pressure, address: {{table: holding, address: 8}}, type: int16, scale: 0.01}}
+      - {{id: pump1/current, address: {{table: holding, address: 34}}, type: float32}}
+anomaly:
+  detectors:
+    - id: health
+      asset_type: pump
+      window: 100ms
+      features: [{{point: flow}}, {{point: current}}, {{point: pressure}}]
+      threshold: {{warmup: 8, manual: 30, raise_after: 2}}
+"""
+
+
+async def test_a_blocked_inlet_reaches_the_journal_and_the_twin_api(tmp_path: Path) -> None:
+    async with ModbusPlc() as plc:
+        config = parse_config(SITE.format(state=tmp_path, port=plc.port), filename="site.yaml")
+        async with Gateway.running(config, clock=SystemClock()) as gateway, aiohttp.ClientSession() as http:
+            assert [name for name, _ in gateway.services()] == ["anomaly"]
+
+            async def health() -> dict[str, object] | None:
+                async with http.get(f"{gateway.http_url}/api/twins/pump1") as r:
+                    twin = await r.json()
+                    return twin.get("anomaly", {}).get("health")  # type: ignore[no-any-return]
+
+            async with asyncio.timeout(4):
+                while (h := await health()) is None or h["score"] is None:  # the baseline has learned
+                    await asyncio.sleep(0.05)
+            plc.plant.block_inlet(0.6)
+            async with asyncio.timeout(4):
+                while not (h := await health()) or h["active"] is not True:
+                    await asyncio.sleep(0.05)
+            await gateway.journal.flush()
+            events = [e.event() for e in await gateway.journal.read(0, 100_000, kinds=[EntryKind.EVENT])]
+    anomalies = [e for e in events if e.kind == "anomaly"]
+    assert [(e.source, e.attrs["state"]) for e in anomalies] == [("pump1/health", "start")]
+    assert anomalies[0].attrs["top"][0]["feature"] in ("flow.mean", "current.mean", "pressure.mean")
