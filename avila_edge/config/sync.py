@@ -51,6 +51,10 @@ class MqttUplinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reconnect_initial: Duration = 0.5
     reconnect_max: Duration = 30.0
     """Reconnection waits double from ``reconnect_initial`` up to ``reconnect_max`` (with jitter)."""
+    live_first: bool = False
+    """After an outage, send new readings (``live`` lane) before the backlog (backfill) when the
+    readings lane lags by more than ``live_first_after`` entries."""
+    live_first_after: int = 10_000
 
 
 class InfluxSinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

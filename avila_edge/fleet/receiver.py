@@ -170,7 +170,7 @@ class FleetReceiver:
         self._entries += added
         self._duplicates += len(batch.entries) - added
         if self.config.ack:
-            lane = "events" if all(k == EntryKind.EVENT for _, k, _ in batch.entries) else "readings"
+            lane = batch.lane or ("events" if all(k == EntryKind.EVENT for _, k, _ in batch.entries) else "readings")
             ack = msgspec.json.encode({"lane": lane, "last": batch.last})
             await client.publish(f"{self.config.topic_prefix}/{batch.gateway}/ack", ack, qos=1)
 

@@ -370,6 +370,11 @@ class Journal:
     def cursors(self) -> dict[str, Cursor]:
         return dict(self._cursors)
 
+    async def remove_cursor(self, name: str) -> None:
+        """Forget a cursor (its consumer is gone): retention no longer waits for it."""
+        await self._run_writer(self._writer_store().remove_cursor, name)
+        self._cursors.pop(name, None)
+
     def stats(self) -> JournalStats:
         c = self._counters
         return JournalStats(

@@ -168,6 +168,9 @@ class WriterStore:
     def cursors(self) -> dict[str, int]:
         return {name: int(pos) for name, pos in self.conn.execute("SELECT name, position FROM cursor")}
 
+    def remove_cursor(self, name: str) -> None:
+        self.conn.execute("DELETE FROM cursor WHERE name=?", (name,))
+
     # -- retention --------------------------------------------------------------------------------
 
     def retain(self, *, max_bytes: int, cutoff_ns: int | None, now_ns: int) -> list[Entry]:

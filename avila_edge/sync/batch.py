@@ -4,10 +4,11 @@ Entries travel as their canonical journal bodies, byte for byte, so the receiver
 audit leaves and check them against the gateway's signed checkpoints. Layout::
 
     b"AVB1" + zlib(msgpack({"gateway": str, "first": int, "last": int, "count": int,
-                            "entries": [[seq, kind, body], ...]}))
+                            "entries": [[seq, kind, body], ...], "lane": str}))
 
 ``first``..``last`` is the seq range the batch covers on its lane; a lane skips the other kind's seqs
-and seqs dropped by retention, so ``count`` may be smaller than ``last - first + 1``.
+and seqs dropped by retention, so ``count`` may be smaller than ``last - first + 1``. ``lane`` names
+the uplink lane that sent it (``events``, ``readings``, ``live``), echoed in the fleet's ack.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Batch(msgspec.Struct, frozen=True):
     last: int
     count: int
     entries: list[tuple[int, int, bytes]]
+    lane: str | None = None
 
     def journal_entries(self) -> list[Entry]:
         """The entries as journal rows (points are read from the bodies on decode)."""
@@ -43,7 +45,7 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Batch)
 
 
-def encode_batch(gateway: str, entries: Sequence[Entry], *, level: int = 6) -> bytes:
+def encode_batch(gateway: str, entries: Sequence[Entry], *, level: int = 6, lane: str | None = None) -> bytes:
     if not entries:
         raise ValueError("a batch needs at least one entry")
     batch = Batch(
@@ -52,6 +54,7 @@ def encode_batch(gateway: str, entries: Sequence[Entry], *, level: int = 6) -> b
         last=entries[-1].seq,
         count=len(entries),
         entries=[(e.seq, int(e.kind), e.body) for e in entries],
+        lane=lane,
     )
     return MAGIC + zlib.compress(_encoder.encode(batch), level)
 

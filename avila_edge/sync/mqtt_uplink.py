@@ -46,6 +46,14 @@ class _Lane:
     kinds: tuple[EntryKind, ...]
     cursor: Cursor
     wait_for_full: bool
+    end: Cursor | None = None
+    """For the backfill while live data goes first: the lane stops below ``end.position``."""
+
+
+def _lag(lane: _Lane) -> int:
+    if lane.end is None:
+        return lane.cursor.lag
+    return max(0, lane.end.position - lane.cursor.position)
 
 
 class Ack(msgspec.Struct, frozen=True):
@@ -108,7 +116,7 @@ class MqttUplink:
             batches=self._batches,
             entries=self._entries,
             bytes=self._bytes,
-            lag={lane.name: lane.cursor.lag for lane in self._lanes},
+            lag={lane.name: _lag(lane) for lane in self._lanes},
             last_ack_ns=self._last_ack_ns,
             errors=self._errors,
         )
@@ -122,6 +130,11 @@ class MqttUplink:
             _Lane("events", (EntryKind.EVENT,), await self.journal.cursor(f"uplink:{name}:events"), False),
             _Lane("readings", (EntryKind.READING,), await self.journal.cursor(f"uplink:{name}:readings"), True),
         ]
+        until = self.journal.cursors().get(f"uplink:{name}:backfill-until")
+        if until is not None:  # a split from before a restart: resume it
+            self._lanes[1].end = until
+            self._lanes.insert(1, _Lane("live", (EntryKind.READING,), await self.journal.cursor(f"uplink:{name}:live"),
+                                        True))  # fmt: skip
         backoff = Backoff(self.config.reconnect_initial, self.config.reconnect_max)
         while True:
             delay = backoff.next_delay()
@@ -184,33 +197,69 @@ class MqttUplink:
         )
 
     async def _pump(self, client: aiomqtt.Client) -> None:
-        events, readings = self._lanes
+        await self._split_if_behind()
         while True:
-            if await self._send_lane(client, events):
+            sent = False
+            for lane in list(self._lanes):  # events first, then live (when split), then readings
+                if await self._send_lane(client, lane):
+                    sent = True
+                    break
+            if sent:
                 continue
-            if await self._send_lane(client, readings):
-                continue
-            position = min(events.cursor.position, readings.cursor.position)
+            position = min(lane.cursor.position for lane in self._lanes)
             await self.journal.wait_beyond(max(position, self.journal.next_seq) - 1)
-            if readings.wait_for_full and self.config.batch_age > 0:
+            if self.config.batch_age > 0:
                 await self.clock.sleep(min(self.config.batch_age, 1.0))
+
+    async def _split_if_behind(self) -> None:
+        """With ``live_first``, a readings lane far behind becomes a backfill up to the journal's end
+        now, and new readings go first on a ``live`` lane from there."""
+        readings = self._lanes[-1]
+        if not self.config.live_first or readings.end is not None:
+            return
+        if readings.cursor.lag <= self.config.live_first_after:
+            return
+        name = self.config.name
+        readings.end = await self.journal.cursor(f"uplink:{name}:backfill-until", start="latest")
+        live = await self.journal.cursor(f"uplink:{name}:live", start="latest")
+        self._lanes.insert(1, _Lane("live", (EntryKind.READING,), live, True))
+        logger.info(
+            "uplink %s: %d readings behind; live readings from seq %d go first, the backlog follows",
+            name,
+            readings.cursor.lag,
+            live.position,
+        )
+
+    async def _merge(self, backfill: _Lane) -> None:
+        """The backfill reached where live began: one readings lane again, from where live is."""
+        live = self._lanes[1]
+        await backfill.cursor.commit(max(backfill.cursor.position, live.cursor.position))
+        name = self.config.name
+        await self.journal.remove_cursor(f"uplink:{name}:live")
+        await self.journal.remove_cursor(f"uplink:{name}:backfill-until")
+        backfill.end = None
+        self._lanes.remove(live)
+        logger.info("uplink %s: backlog sent; one readings lane again from seq %d", name, backfill.cursor.position)
 
     async def _send_lane(self, client: aiomqtt.Client, lane: _Lane) -> bool:
         """Send up to ``max_in_flight`` batches of the lane; return whether anything was sent."""
         c = self.config
         position = lane.cursor.position
+        end = self.journal.next_seq if lane.end is None else lane.end.position
         payloads: list[tuple[bytes, list[Entry]]] = []
         for _ in range(c.max_in_flight):
-            entries = await self.journal.read(position, c.batch_max, kinds=lane.kinds)
+            entries = [e for e in await self.journal.read(position, c.batch_max, kinds=lane.kinds) if e.seq < end]
             if not entries:
                 break
-            payloads.append((encode_batch(self.gateway, entries), entries))
+            payloads.append((encode_batch(self.gateway, entries, lane=lane.name), entries))
             position = entries[-1].seq + 1
             if len(entries) < c.batch_max:
                 break
         if not payloads:
-            if lane.cursor.position < self.journal.next_seq:
-                await lane.cursor.commit(self.journal.next_seq)  # nothing of this kind up to the end
+            if lane.cursor.position < end:
+                await lane.cursor.commit(end)  # nothing of this kind up to the end
+            if lane.end is not None:
+                await self._merge(lane)
             return False
         async with asyncio.TaskGroup() as tg:
             for payload, _ in payloads:
