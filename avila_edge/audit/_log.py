@@ -125,6 +125,8 @@ class AuditLog:
         log = cls(journal, key, config=config, clock=clock)
         journal.add_schema(SCHEMA)
         journal.add_commit_hook(log._on_commit)
+        if not config.keep_retired_hashes:
+            journal.add_removal_hook(log._on_removal)
         identity = await asyncio.to_thread(log._catch_up, journal.next_seq)
         current = key.verifier.text()
         if not identity.verifier_keys or identity.verifier_keys[-1] != current:
@@ -231,6 +233,18 @@ class AuditLog:
                 if e.kind is EntryKind.EVENT and b'"source":"audit"' in e.body:
                     self._record_event(store, e)
             self._frontier = frontier
+
+    def _on_removal(self, conn: sqlite3.Connection, lowest: int, highest: int) -> None:
+        """Retention removed entries (journal writer thread, inside its transaction): forget the
+        hashes and checkpoints no proof about what is still held can need."""
+        store = HashStore(conn)
+        (first,) = conn.execute("SELECT MIN(seq) FROM entry").fetchone()
+        first_seq = int(first) if first is not None else store.size()
+        with self._lock:
+            forgotten = store.forget_checkpoints(first_seq)
+            store.prune(lowest, highest, first_seq=first_seq)
+            for size in forgotten:  # their boundaries held hashes back when they were last looked at
+                store.prune(max(0, size - 1), size, first_seq=first_seq)
 
     def _record_event(self, store: HashStore, entry: Entry) -> None:
         event = decode_event(entry.body)

@@ -194,6 +194,80 @@ class HashStore:
         if node_rows:
             self.conn.executemany("INSERT INTO audit_node(level, idx, hash) VALUES (?, ?, ?)", node_rows)
 
+    # -- compaction -------------------------------------------------------------------------------------
+
+    def prune(self, lowest: int, highest: int, *, first_seq: int) -> int:
+        """Forget hashes no proof can need any more, around journal entries ``lowest..highest`` that
+        retention just removed; return how many rows were deleted.
+
+        A stored unit (a block of 16 leaf hashes, or a subtree of level 4, 8, ...) can go once the
+        stored subtree four levels above it is complete and holds no *needed* position: a journal
+        entry still present, a recorded checkpoint's boundary (its size and size - 1), the journal's
+        first seq, or the tree's last leaf. Every proof about what is still held then reads only
+        hashes that stay (see docs/audit.md, "Bounded storage")."""
+        size = self.size()
+        if size == 0 or highest < lowest:
+            return 0
+        deleted = 0
+        level = 0
+        while True:
+            parent = level + STRIDE
+            span = 1 << parent
+            if span > size:
+                return deleted
+            for index in range(lowest >> parent, (min(highest, size - 1) >> parent) + 1):
+                start, end = index * span, (index + 1) * span
+                if end > size or self._holds_needed(start, end, first_seq, size):
+                    continue
+                if not self.conn.execute(
+                    "SELECT 1 FROM audit_node WHERE level = ? AND idx = ?", (parent, index)
+                ).fetchone():
+                    continue
+                if level == 0:
+                    deleted += self.conn.execute(
+                        "DELETE FROM audit_leaves WHERE block >= ? AND block < ?", (start // BLOCK, end // BLOCK)
+                    ).rowcount
+                else:
+                    deleted += self.conn.execute(
+                        "DELETE FROM audit_node WHERE level = ? AND idx >= ? AND idx < ?",
+                        (level, start >> level, end >> level),
+                    ).rowcount
+            level = parent
+
+    def _holds_needed(self, start: int, end: int, first_seq: int, size: int) -> bool:
+        if start <= first_seq < end or start <= size - 1 < end:
+            return True
+        if self.conn.execute("SELECT 1 FROM entry WHERE seq >= ? AND seq < ? LIMIT 1", (start, end)).fetchone():
+            return True
+        row = self.conn.execute("SELECT 1 FROM audit_checkpoint WHERE size >= ? AND size <= ? LIMIT 1", (start, end))
+        return row.fetchone() is not None
+
+    def forget_checkpoints(self, first_seq: int) -> list[int]:
+        """Drop recorded checkpoints over entries all retired, except the newest of them: it stays the
+        anchor from which consistency with everything later can still be proven. Returns their sizes."""
+        where = "size <= ? AND size < (SELECT MAX(size) FROM audit_checkpoint WHERE size <= ?)"
+        sizes = [
+            int(r[0])
+            for r in self.conn.execute(f"SELECT size FROM audit_checkpoint WHERE {where}", (first_seq, first_seq))  # noqa: S608
+        ]
+        if sizes:
+            self.conn.execute(f"DELETE FROM audit_checkpoint WHERE {where}", (first_seq, first_seq))  # noqa: S608
+        return sizes
+
+    def cover(self, position: int) -> tuple[int, bytes] | None:
+        """For a position whose leaf block was compacted away: the smallest stored subtree starting
+        there, as ``(level, hash)``; None if there is none (the tree is damaged)."""
+        size = self.size()
+        level = STRIDE
+        while position % (1 << level) == 0 and position + (1 << level) <= size:
+            row = self.conn.execute(
+                "SELECT hash FROM audit_node WHERE level = ? AND idx = ?", (level, position >> level)
+            ).fetchone()
+            if row is not None:
+                return level, blob(row[0])
+            level += STRIDE
+        return None
+
     # -- checkpoints --------------------------------------------------------------------------------
 
     def add_checkpoint(self, cp: StoredCheckpoint) -> None:

@@ -169,6 +169,21 @@ class Frontier:
         self.size = size + 1
         return completed
 
+    def append_subtree(self, level: int, node: bytes) -> list[tuple[int, int, bytes]]:
+        """Add a complete subtree of ``2**level`` leaves at once (the size must be a multiple of it);
+        return ``(level, index, hash)`` of it and of each subtree it completed."""
+        size = self.size
+        if size % (1 << level):
+            raise ValueError(f"a subtree of level {level} cannot start at leaf {size}")
+        completed = [(level, size >> level, node)]
+        while size >> level & 1:
+            node = node_hash(self._nodes.pop(), node)
+            level += 1
+            completed.append((level, size >> level, node))
+        self._nodes.append(node)
+        self.size = size + (1 << completed[0][0])
+        return completed
+
     def extend(self, leaves: Iterable[bytes], *, every: int) -> list[tuple[int, int, bytes]]:
         """Add leaf hashes; return the completed subtrees above the leaves whose level is a multiple
         of ``every`` (the same as ``append`` for each, filtered, without its per-leaf lists)."""

@@ -24,7 +24,7 @@ import msgspec
 from avila_edge.audit._keys import Verifier
 from avila_edge.audit._note import open_checkpoint
 from avila_edge.audit._prove import JOURNAL_FILE, open_state, trusted_verifiers
-from avila_edge.audit._store import STRIDE, HashStore, StoredCheckpoint, blob
+from avila_edge.audit._store import BLOCK, STRIDE, HashStore, StoredCheckpoint, blob
 from avila_edge.audit._tree import Frontier, leaf_hash
 from avila_edge.core import AuditError
 from avila_edge.journal import body_seq, decode_event
@@ -32,7 +32,7 @@ from avila_edge.journal import body_seq, decode_event
 BATCH = 10_000
 MAX_PROBLEMS = 100
 
-Reason = Literal["modified", "deleted", "reordered", "truncated", "bad_signature", "unrecorded", "damaged"]
+Reason = Literal["modified", "deleted", "reordered", "truncated", "bad_signature", "unrecorded", "damaged", "compacted"]
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -150,6 +150,17 @@ class _Walk:
             self._checkpoint(self.next_cp)
             self.next_cp = next(self.checkpoints, None)
 
+    def feed_subtree(self, level: int, node: bytes) -> None:
+        """A compacted range: its stored subtree stands for its leaves."""
+        for lvl, index, completed in self.frontier.append_subtree(level, node):
+            if lvl > level and lvl % STRIDE == 0:
+                self.completed.append((lvl, index, completed))
+        if self.next_cp is not None and self.next_cp.size <= self.frontier.size:
+            self.flush_nodes()
+        while self.next_cp is not None and self.next_cp.size <= self.frontier.size:
+            self._checkpoint(self.next_cp)
+            self.next_cp = next(self.checkpoints, None)
+
     def mark_bad(self, seq: int) -> None:
         self.last_bad = max(self.last_bad, seq)
 
@@ -185,7 +196,14 @@ class _Walk:
         if checkpoint.size != cp.size or checkpoint.root != cp.root:
             self.problems.add(where, "damaged", f"{label(cp)}: the recorded size/root differ from its signed note")
         if self.frontier.size != checkpoint.size:
-            return  # reported as truncated by the caller
+            if self.frontier.size > checkpoint.size:  # it falls inside a range compacted to one subtree
+                self.problems.add(
+                    cp.size - 1,
+                    "compacted",
+                    f"{label(cp)} ends inside entries retired long ago, whose leaf hashes were compacted; "
+                    "check a newer checkpoint",
+                )
+            return  # otherwise reported as truncated by the caller
         if self.frontier.root() != checkpoint.root:
             if self.last_bad >= self.last_good_checkpoint:
                 self.problems.add(where, "modified", f"{label(cp)} no longer matches the journal")
@@ -305,7 +323,26 @@ def _verify(
     def account_missing(upto: int) -> None:
         """Seqs from ``position`` to ``upto`` have no journal row."""
         nonlocal position, pruned, dropped, missing_from
-        for seq in range(position, upto):
+        seq = position
+        while seq < upto:
+            if seq < tree_size and seq % BLOCK == 0 and leaf_at(seq) is None and seq + BLOCK <= upto:
+                cover = store.cover(seq)
+                if cover is not None and seq + (1 << cover[0]) <= upto:
+                    level, node = cover  # a compacted range: account it whole
+                    walk.feed_subtree(level, node)
+                    end = seq + (1 << level)
+                    for reason, count in _explain_range(seq, end, first_seq, gaps):
+                        if reason == "pruned":
+                            pruned += count
+                        elif reason == "dropped":
+                            dropped += count
+                        else:
+                            problems.add(seq, "deleted", f"entries in {seq}..{end - 1} are gone and no gap event "
+                                                         "records their drop")  # fmt: skip
+                            walk.mark_bad(end - 1)
+                    close_missing(seq, at_end=False)
+                    seq = end
+                    continue
             recorded = leaf_at(seq)
             if seq < tree_size:
                 if recorded is None:
@@ -322,6 +359,7 @@ def _verify(
                     dropped += 1
             elif missing_from is None:
                 missing_from = seq
+            seq += 1
         position = max(position, upto)
 
     for batch in _batches(conn, end, pool):
@@ -382,6 +420,24 @@ def _verify(
         verifier_keys=[v.text() for v in verifiers],
         problems=problems.sorted(),
     )
+
+
+def _explain_range(start: int, end: int, first_seq: int, gaps: Sequence[tuple[int, int]]) -> list[tuple[str, int]]:
+    """How many seqs of ``[start, end)`` are recorded as ``dropped`` by a gap event, retired
+    (``pruned``: below the journal's first seq), or neither (``unexplained``) — in that precedence."""
+    dropped = pruned = 0
+    covered = start
+    for g_lo, g_hi in gaps:  # sorted by start
+        lo, hi = max(covered, g_lo), min(end, g_hi + 1)
+        if lo >= hi:
+            continue
+        pruned += max(0, min(lo, first_seq) - covered)  # the stretch before this gap
+        dropped += hi - lo
+        covered = hi
+    pruned += max(0, min(end, first_seq) - covered)
+    unexplained = (end - start) - dropped - pruned
+    counts = {"dropped": dropped, "pruned": pruned, "unexplained": unexplained}
+    return [(k, v) for k, v in counts.items() if v > 0]
 
 
 def _leaf_stream(store: HashStore) -> Iterator[tuple[int, bytes]]:

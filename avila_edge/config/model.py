@@ -139,6 +139,10 @@ class AuditConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     checkpoint_interval: Duration = 60.0
     checkpoint_entries: int = 10_000
     origin: str | None = None
+    keep_retired_hashes: bool = False
+    """Keep the leaf hashes of entries retention removed, so the gateway can still prove them
+    (~36 bytes per entry, counted in ``journal.max_bytes``). Off: they are compacted away and storage
+    stays bounded; the fleet proves those entries (it verified them against the same checkpoints)."""
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -16,7 +16,7 @@ import msgspec
 from avila_edge.config.model import JournalConfig
 from avila_edge.core import Clock, Event, JournalError, JournalFull, Reading
 from avila_edge.journal._encoding import Entry, EntryKind
-from avila_edge.journal._store import CommitHook, Counters, Item, ReaderStore, WriterStore
+from avila_edge.journal._store import CommitHook, Counters, Item, ReaderStore, RemovalHook, WriterStore
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,13 @@ class Journal:
         if self._started:
             raise JournalError("add_commit_hook must be called before the first append")
         self._writer_store().hooks.append(hook)
+
+    def add_removal_hook(self, hook: RemovalHook) -> None:
+        """Run ``hook(conn, lowest, highest)`` on the writer thread inside every retention transaction
+        that removed entries (``lowest..highest`` bounds the seqs it may have removed)."""
+        if self._started:
+            raise JournalError("add_removal_hook must be called before the first append")
+        self._writer_store().removal_hooks.append(hook)
 
     # -- appending --------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from avila_edge.journal._encoding import Entry, EntryKind, encode_event, encode_
 logger = logging.getLogger(__name__)
 
 CommitHook = Callable[[sqlite3.Connection, Sequence[Entry]], None]
+RemovalHook = Callable[[sqlite3.Connection, int, int], None]
+"""Called inside a retention transaction with the lowest and highest seq it removed."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entry (
@@ -72,6 +74,7 @@ class WriterStore:
         for ddl in extra_schema:
             self.conn.executescript(ddl)
         self.hooks: list[CommitHook] = []
+        self.removal_hooks: list[RemovalHook] = []
         self._points: dict[str, int] = {name: pid for pid, name in self.conn.execute("SELECT id, name FROM point")}
         self.counters = Counters()
         meta = dict(self.conn.execute("SELECT key, value FROM meta"))
@@ -214,10 +217,13 @@ class WriterStore:
             # stored seqs stay contiguous above first_seq (gateway clocks can step back)
             (first_young,) = self.conn.execute("SELECT MIN(seq) FROM entry WHERE ts >= ?", (cutoff_ns,)).fetchone()
             limit = behind_at if first_young is None else min(behind_at, int(first_young))
+            lowest = self.counters.first_seq
             retired = self.conn.execute("DELETE FROM entry WHERE seq < ?", (limit,)).rowcount
             where = ("kind = 0 AND ts < ? AND seq >= ?", (cutoff_ns, behind_at))
             _, gaps = self._drop_readings(where, cursors, now_ns, reason="max_age")
             self._count(retired=retired)
+            if retired:
+                self._removed(lowest, limit - 1)
             self.conn.execute("COMMIT")
         except BaseException:
             self._rollback(dict(self._points))
@@ -231,6 +237,7 @@ class WriterStore:
         saved = dataclasses.replace(self.counters)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            lowest = self.counters.first_seq
             retired = self.conn.execute(
                 "DELETE FROM entry WHERE seq IN (SELECT seq FROM entry WHERE seq < ? ORDER BY seq LIMIT ?)",
                 (behind_at, chunk),
@@ -245,6 +252,9 @@ class WriterStore:
                     where = ("kind = 0 AND seq >= ? AND seq <= ?", (behind_at, int(row[0])))
                     dropped, gaps = self._drop_readings(where, cursors, now_ns, reason="max_bytes")
             self._count(retired=retired)
+            if retired:
+                (now_first,) = self.conn.execute("SELECT MIN(seq) FROM entry").fetchone()
+                self._removed(lowest, (self.counters.next_seq if now_first is None else int(now_first)) - 1)
             self.conn.execute("COMMIT")
         except BaseException:
             self._rollback(dict(self._points))
@@ -264,6 +274,7 @@ class WriterStore:
         if not count:
             return 0, []
         self.conn.execute(f"DELETE FROM entry WHERE {clause}", args)  # noqa: S608
+        self._removed(int(first), int(last))
         behind = sorted(name for name, pos in cursors.items() if pos <= last)
         logger.warning(
             "journal dropped %d unsynced readings, seq %d..%d (%s); cursors behind: %s",
@@ -289,6 +300,10 @@ class WriterStore:
         self.counters.next_seq += len(entries)
         self._count(dropped=count, gaps=1)
         return int(count), entries
+
+    def _removed(self, lowest: int, highest: int) -> None:
+        for hook in self.removal_hooks:
+            hook(self.conn, lowest, highest)
 
     def _count(self, *, retired: int = 0, dropped: int = 0, gaps: int = 0) -> None:
         c = self.counters

@@ -48,7 +48,7 @@ def db(state_dir: Path) -> Path:
     return state_dir / "journal.sqlite3"
 
 
-async def attach(journal: Journal, state_dir: Path, clock: ManualClock, **config: float) -> AuditLog:
+async def attach(journal: Journal, state_dir: Path, clock: ManualClock, **config: float | bool) -> AuditLog:
     return await AuditLog.attach(journal, state_dir=state_dir, config=AuditConfig(**config), origin=ORIGIN, clock=clock)
 
 
@@ -150,7 +150,7 @@ async def test_entries_removed_by_retention_keep_their_hashes_and_still_prove(tm
     clock = ManualClock()
     config = JournalConfig(max_bytes=200_000)
     async with Journal.open(db(tmp_path), config, clock=clock) as journal:
-        log = await attach(journal, tmp_path, clock)
+        log = await attach(journal, tmp_path, clock, keep_retired_hashes=True)
         await fill(journal, log, clock, batches=4, per_batch=500)
         kept = dict(all_bodies(db(tmp_path)))
         await journal.retain()
