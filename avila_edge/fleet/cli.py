@@ -94,7 +94,8 @@ async def status(request: web.Request) -> web.Response:
 async def page(request: web.Request) -> web.Response:
     receiver = request.app[RECEIVER]
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (g.id, g.last_seen_ns, g.max_seq, g.entries,
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (g.id, g.last_seen_ns, g.max_seq, g.missing,
+                                                                         g.entries,
                                                                          g.duplicates, g.gaps, g.dropped,
                                                                          g.audit.chain_size, g.audit.content_verified,
                                                                          g.audit.problem or "ok")) + "</tr>"
@@ -102,7 +103,7 @@ async def page(request: web.Request) -> web.Response:
     )  # fmt: skip
     text = (
         "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-        "<title>avila-edge fleet</title><h1>Fleet</h1><table><tr><th>gateway<th>last seen (ns)<th>max seq"
+        "<title>avila-edge fleet</title><h1>Fleet</h1><table><tr><th>gateway<th>last seen (ns)<th>max seq<th>missing"
         "<th>entries<th>duplicates<th>gaps<th>dropped<th>verified checkpoint (leaves)<th>content verified<th>audit"
         f"</tr>{rows}</table>"
     )

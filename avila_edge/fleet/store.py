@@ -39,6 +39,8 @@ class GatewayStatus(msgspec.Struct, frozen=True):
     max_seq: int
     last_checkpoint: str
     audit: AuditStatus
+    missing: int
+    """Seqs below ``max_seq`` neither received nor reported dropped: the gateway's backlog still on its way."""
 
 
 class DedupeStore:
@@ -120,7 +122,19 @@ class DedupeStore:
             "FROM gateway ORDER BY id"
         ).fetchall()
         return [
-            GatewayStatus(gw, seen, batches, entries, dups, gaps, dropped, max_seq, cp, self.checker.status(gw))
+            GatewayStatus(
+                gw,
+                seen,
+                batches,
+                entries,
+                dups,
+                gaps,
+                dropped,
+                max_seq,
+                cp,
+                self.checker.status(gw),
+                max(0, max_seq + 1 - entries - dropped),
+            )
             for gw, seen, batches, entries, dups, gaps, dropped, max_seq, cp in rows
         ]
 
