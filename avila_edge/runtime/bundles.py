@@ -3,7 +3,8 @@ in-process, rolled back when the new configuration does not start.
 
 Files in ``<state_dir>/config/`` (mode 0600, each written to a temp file, fsynced and renamed):
 
-- ``candidate.yaml`` — a bundle accepted and validated, not yet running;
+- ``candidate.yaml`` — a bundle accepted and validated, not yet running (``candidate.json`` names its
+  command id); found at start, it is applied then, so a stop between accepting and applying loses nothing;
 - ``active.yaml`` — the bundle running now (``active.json`` names its command id, its sha256 and the
   sha256 of the local configuration file it replaced);
 - ``previous.yaml`` — the bundle (or local file) it replaced, for the rollback.
@@ -128,8 +129,25 @@ class BundleStore:
             raise ConfigError(problems)
         return config
 
-    def stage(self, text: str) -> None:
+    def stage(self, text: str, command_id: int) -> None:
         _write(self.candidate, text.encode())
+        _write(self.candidate.with_suffix(".json"), msgspec.json.encode({"command_id": command_id}))
+
+    def pending(self, current: GatewayConfig) -> Reload | None:
+        """A bundle staged but never applied (the process stopped in between): to be applied now."""
+        marker = self.candidate.with_suffix(".json")
+        if not (self.candidate.exists() and marker.exists()):
+            return None
+        try:
+            command_id = int(msgspec.json.decode(marker.read_bytes())["command_id"])
+            text = self.candidate.read_text()
+            config = self.validate(text, command_id=command_id, current=current)
+        except (ConfigError, msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+            logger.error("discarding a staged fleet bundle that does not load: %s", exc)  # noqa: TRY400
+            self.discard()
+            return None
+        logger.info("applying fleet bundle %d, staged before the last stop", command_id)
+        return Reload(config=config, text=text, command_id=command_id)
 
     def promote(self, command_id: int, text: str, replaced: str) -> None:
         """The candidate runs: make it active and keep what it replaced."""
@@ -137,10 +155,11 @@ class BundleStore:
         _write(self.active, text.encode())
         info = BundleInfo(command_id=command_id, sha256=sha256(text), base_sha256=self._base_sha())
         _write(self.info_file, msgspec.json.encode(info))
-        self.candidate.unlink(missing_ok=True)
+        self.discard()
 
     def discard(self) -> None:
         self.candidate.unlink(missing_ok=True)
+        self.candidate.with_suffix(".json").unlink(missing_ok=True)
 
 
 class Reload(msgspec.Struct, frozen=True):
@@ -164,8 +183,11 @@ async def serve(local: GatewayConfig, local_text: str, store: BundleStore, run: 
     text = store.active.read_text() if source != "local" else local_text
     logger.info("configuration: %s", source)
     good = (config, text)
-    candidate: Reload | None = None
+    candidate = store.pending(config)
     events: list[Event] = []
+    if candidate is not None:
+        config, text = candidate.config, candidate.text
+        events = [_applied(candidate, clock)]
     while True:
         started = False
 
@@ -194,7 +216,9 @@ async def serve(local: GatewayConfig, local_text: str, store: BundleStore, run: 
         good = (config, text)
         candidate = reload
         config, text = reload.config, reload.text
-        events = [
-            Event(kind="config_applied", source=SOURCE, ts=clock.now_ns(),
-                  attrs={"id": reload.command_id, "sha256": sha256(reload.text)})
-        ]  # fmt: skip
+        events = [_applied(reload, clock)]
+
+
+def _applied(reload: Reload, clock: Clock) -> Event:
+    return Event(kind="config_applied", source=SOURCE, ts=clock.now_ns(),
+                 attrs={"id": reload.command_id, "sha256": sha256(reload.text)})  # fmt: skip

@@ -91,7 +91,7 @@ class CommandHandler:
                           attrs={"id": command.id, "reason": "the bundle is not a valid configuration",
                                  "sha256": digest, "issues": [str(i) for i in exc.issues]})
                 ]  # fmt: skip
-            await asyncio.to_thread(self.bundles.stage, command.config)
+            await asyncio.to_thread(self.bundles.stage, command.config, command.id)
             self.reload(Reload(config=config, text=command.config, command_id=command.id))
             logger.info("fleet bundle %d (sha256 %s) staged; restarting the gateway on it", command.id, digest)
             return [

@@ -134,3 +134,30 @@ async def test_bundles_apply_roll_back_and_persist(tmp_path: Path, gateway_proce
     kinds = [k for k, _ in events(state)]
     assert kinds.count("config_staged") == 2  # 10 and 12; 11 never staged
     assert kinds.count("config_applied") == 1
+
+
+async def test_a_bundle_staged_before_a_stop_is_applied_at_the_next_start(
+    tmp_path: Path, gateway_process: list[GatewayProcess]
+) -> None:
+    from avila_edge.config import load_config
+    from avila_edge.runtime.bundles import BundleStore
+
+    http = free_port()
+    base = f"http://127.0.0.1:{http}"
+    state = tmp_path / "state"
+    with Mosquitto() as broker:
+        async with ModbusPlc() as plc:
+            site = {"http": http, "broker": broker.port, "plc": plc.port, "key": "A" * 43 + "="}
+            config = tmp_path / "site.yaml"
+            config.write_text(SITE.format(**site, extra=""))
+            # accepted (id persisted) and staged, then the power went: nothing applied yet
+            BundleStore(state, config).stage(SITE.format(**site, extra=EXTRA_POINT), 21)
+            gw = GatewayProcess(["run", "--config", str(config)])
+            gateway_process.append(gw)
+            await until(lambda: points(base) == {"pump1/flow", "pump1/speed"})
+            assert gw.stop()[0] == 0
+            assert load_config(config).site.id == "e2e"
+    applied = [a for k, a in events(state) if k == "config_applied"]
+    assert [a["id"] for a in applied] == [21]
+    assert json.loads((state / "config" / "active.json").read_text())["command_id"] == 21
+    assert not (state / "config" / "candidate.yaml").exists()
