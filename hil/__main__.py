@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     from hil import coap_nodes  # noqa: PLC0415 - importing hil alone stays free of aiocoap
 
     coap_nodes.add_arguments(sub.add_parser("coap-node", help="serve the pump plant as a CoAP node (observe, SenML)"))
+    from hil import serial_instrument  # noqa: PLC0415
+
+    serial_instrument.add_arguments(
+        sub.add_parser("serial-instrument", help="serve the pump plant as a serial NMEA / line instrument on a pty")
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.command == "modbus-plc":
@@ -47,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return opcua_server.run(args)
     elif args.command == "coap-node":
         return coap_nodes.run(args)
+    elif args.command == "serial-instrument":
+        return serial_instrument.run(args)
     return 0
 
 

@@ -85,8 +85,10 @@ class Driver(abc.ABC):
     - ``start`` prepares resources; it must not fail because the device is unreachable (``run``
       reconnects with backoff and reports the device's points Bad meanwhile).
     - ``run`` produces readings into ``sink`` until cancelled. Link loss, timeouts and device errors
-      become Bad readings with a reason, never exceptions out of ``run``; an exception that escapes
-      is a bug, and the supervisor restarts the driver with backoff.
+      become Bad readings with a reason. A driver whose whole resource is gone (a serial port that
+      vanished) may instead raise a ``DriverError`` naming it: the supervisor marks the device's points
+      Bad with that reason and restarts the driver with backoff and jitter. Any other exception that
+      escapes is a bug, restarted the same way and logged with its traceback.
     - ``write`` sets one writable point (engineering value) and raises a ``DriverError`` on failure.
     - ``health`` is cheap and never blocks.
     """

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from avila_edge.core import Backoff, Clock, Quality, Reading
+from avila_edge.core import Backoff, Clock, DriverError, Quality, Reading
 from avila_edge.driver import Driver, ReadingSink
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class DriverSupervisor:
                 reason = "driver stopped by itself"
             except asyncio.CancelledError:
                 raise
+            except DriverError as exc:  # an outage the driver named (a port that vanished...): no traceback
+                reason = f"{type(exc).__name__}: {exc}"
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 logger.exception("%s failed", self.name)
