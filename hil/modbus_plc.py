@@ -1,4 +1,9 @@
-"""A Modbus TCP PLC serving the pump plant, with faults that can be injected while it runs.
+"""A Modbus PLC serving the pump plant over TCP or over RTU on a serial port, with faults that can be
+injected while it runs.
+
+Over RTU (``serial_port=``, the instrument end of a ``hil.pty.PtyPair`` or a real adapter) the units
+share one line as on RS-485; ``silent_units`` are units whose replies never leave (a unit that is
+configured in the gateway but dead or absent on the bus).
 
 Register map (0-based protocol addresses; every unit id serves its own pump):
 
@@ -38,9 +43,12 @@ discrete inputs
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import functools
 import logging
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -49,7 +57,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
@@ -133,7 +141,8 @@ class Faults:
 
 
 class ModbusPlc:
-    """``async with ModbusPlc(port=0) as plc`` serves pumps on 127.0.0.1:``plc.port``."""
+    """``async with ModbusPlc(port=0) as plc`` serves pumps on 127.0.0.1:``plc.port``;
+    ``ModbusPlc(serial_port=path, unit_ids=(1, 2), silent_units=(3,))`` serves them over RTU."""
 
     def __init__(
         self,
@@ -143,18 +152,28 @@ class ModbusPlc:
         unit_ids: tuple[int, ...] = (1,),
         time_source: Callable[[], float] = time.monotonic,
         seed: int = 1,
+        serial_port: str | None = None,
+        baudrate: int = 19200,
+        parity: Literal["N", "E", "O"] = "E",
+        stopbits: int = 1,
+        silent_units: tuple[int, ...] = (),
     ) -> None:
         self.host = host
         self.port = port
+        self.serial_port = serial_port
+        self.line = {"baudrate": baudrate, "parity": parity, "stopbits": stopbits}
         self.unit_ids = unit_ids
+        self.silent_units = frozenset(silent_units)
         self.faults = Faults()
-        self.plants = {u: PumpPlant(seed=seed + u) for u in unit_ids}
+        self.plants = {u: PumpPlant(seed=seed + u) for u in (*unit_ids, *silent_units)}
         self.requests: Counter[int] = Counter()
+        self.unit_requests: Counter[int] = Counter()
+        """Requests served (or, for silent units, received) per unit id."""
         self._time = time_source
-        self._last = {u: time_source() for u in unit_ids}
-        self._server: ModbusTcpServer | None = None
+        self._last = {u: time_source() for u in self.plants}
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._regs: dict[tuple[int, Table], list[int]] = {}
-        self._devices = [self._device(u) for u in unit_ids]
+        self._devices = [self._device(u) for u in self.plants]
 
     @property
     def plant(self) -> PumpPlant:
@@ -173,6 +192,9 @@ class ModbusPlc:
         await self.stop()
 
     async def start(self) -> None:
+        if self.serial_port is not None:
+            await self._start_serial(self.serial_port)
+            return
         server = ModbusTcpServer(self._devices, address=(self.host, self.port))
         await server.serve_forever(background=True)
         self._server = server
@@ -181,10 +203,32 @@ class ModbusPlc:
         self.faults.link_up = True
         logger.info("modbus PLC serving units %s on %s:%d", self.unit_ids, self.host, self.port)
 
+    async def _start_serial(self, path: str) -> None:
+        server = ModbusSerialServer(
+            self._devices,
+            port=path,
+            baudrate=int(self.line["baudrate"]),
+            parity=str(self.line["parity"]),
+            stopbits=int(self.line["stopbits"]),
+            ignore_missing_devices=True,
+            trace_packet=self._on_the_line,
+        )
+        await server.serve_forever(background=True)
+        self._server = server
+        self.faults.link_up = True
+        units = sorted(set(self.unit_ids) - self.silent_units)
+        logger.info("modbus PLC serving units %s over RTU on %s (silent: %s)", units, path, sorted(self.silent_units))
+
+    def _on_the_line(self, sending: bool, frame: bytes) -> bytes:
+        """Every frame the RTU server sends: a silent unit's reply never leaves."""
+        if sending and frame and frame[0] in self.silent_units:
+            return b""
+        return frame
+
     async def stop(self) -> None:
         if self._server is not None:
-            await self._server.shutdown()  # type: ignore[no-untyped-call]
-            self._server = None
+            server, self._server = self._server, None
+            await server.shutdown()  # type: ignore[no-untyped-call]
 
     async def drop_link(self) -> None:
         """Close every connection and refuse new ones (the cable is pulled)."""
@@ -192,7 +236,8 @@ class ModbusPlc:
         await self.stop()
 
     async def restore_link(self) -> None:
-        """Serve again on the same port."""
+        """Serve again on the same port (over RTU: reopen the serial port, after the cable is back)."""
+        await self.stop()
         await self.start()
 
     # -- register access --------------------------------------------------------------------------
@@ -245,6 +290,7 @@ class ModbusPlc:
         if function_code in _WRITES and set_values is None:
             return None  # pymodbus asks again after a write to build the reply: not a new request
         self.requests[function_code] += 1
+        self.unit_requests[unit] += 1
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
         if self.faults.latency:
@@ -303,3 +349,68 @@ class ModbusPlc:
                 value = round(float(value))
             regs = encode(value, kind, byte_order=entry.byte_order, word_order=entry.word_order, length=entry.length)
             current[entry.address - start : entry.address - start + len(regs)] = regs
+
+
+# -- command line: python -m hil modbus-plc -------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=15020)
+    parser.add_argument("--unit-ids", default="1", help="comma-separated unit ids, one pump each")
+    parser.add_argument("--bearing-wear", type=float, default=0.0, help="bearing wear per hour (1.0 = failure)")
+    parser.add_argument(
+        "--rtu",
+        metavar="PORT",
+        default=None,
+        help="serve Modbus RTU on this serial port instead of TCP; 'pty' makes a socat pty pair and prints "
+        "the end to open from the gateway",
+    )
+    parser.add_argument("--baudrate", type=int, default=19200)
+    parser.add_argument("--parity", choices=("N", "E", "O"), default="E", help="RTU parity (a pty accepts only N)")
+    parser.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--silent-units", default="", help="comma-separated RTU unit ids that never answer")
+
+
+def _units(text: str) -> tuple[int, ...]:
+    return tuple(int(u) for u in text.split(",") if u.strip())
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from hil.pty import PtyPair  # noqa: PLC0415
+
+    units, silent = _units(args.unit_ids), _units(args.silent_units)
+    async with contextlib.AsyncExitStack() as stack:
+        if args.rtu is None:
+            plc = await stack.enter_async_context(ModbusPlc(host=args.host, port=args.port, unit_ids=units))
+            print(f"modbus PLC: units {', '.join(map(str, units))} on {args.host}:{plc.port}", flush=True)
+        else:
+            path, where = str(args.rtu), f"on {args.rtu}"
+            if path == "pty":
+                pair = await stack.enter_async_context(PtyPair())
+                path, where = str(pair.instrument), f"open {pair.device} from the gateway"
+            plc = await stack.enter_async_context(
+                ModbusPlc(
+                    serial_port=path,
+                    unit_ids=units,
+                    silent_units=silent,
+                    baudrate=args.baudrate,
+                    parity=args.parity,
+                    stopbits=args.stopbits,
+                )
+            )
+            line = f"{args.baudrate} 8{args.parity}{args.stopbits}"
+            print(f"modbus PLC (RTU {line}): units {', '.join(map(str, units))}; {where}", flush=True)
+        for plant in plc.plants.values():
+            plant.degrade_bearing(args.bearing_wear)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0

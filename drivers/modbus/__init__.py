@@ -1,4 +1,4 @@
-"""Modbus TCP driver: block-optimised polling of holding/input registers, coils and discrete inputs."""
+"""Modbus driver (TCP, and RTU on a serial line): block-optimised polling of registers, coils and discrete inputs."""
 
 from __future__ import annotations
 

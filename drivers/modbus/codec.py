@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Sequence
@@ -118,3 +119,50 @@ def from_engineering(value: Value, point: PointConfig) -> Value:
             raise CodecError(f"{value} is not a finite number")
         return round(raw)
     return raw
+
+
+# -- RTU framing ----------------------------------------------------------------------------------
+
+_CRC_TABLE: tuple[int, ...] = tuple(
+    functools.reduce(lambda crc, _: (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1, range(8), byte) for byte in range(256)
+)
+_FIXED_REPLY_SIZES = {5: 8, 6: 8, 15: 8, 16: 8}
+"""Write replies echo address and value/quantity: unit, function, 4 bytes, CRC."""
+
+
+def crc16(frame: bytes) -> bytes:
+    """The Modbus RTU CRC of ``frame`` as it goes on the wire (low byte first)."""
+    crc = 0xFFFF
+    for byte in frame:
+        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ byte) & 0xFF]
+    return crc.to_bytes(2, "little")
+
+
+def rtu_reply_size(frame: bytes) -> int | None:
+    """The length of the RTU reply that ``frame`` starts (unit id first), or None if not yet known."""
+    if len(frame) < 2:
+        return None
+    function = frame[1]
+    if function & 0x80:
+        return 5  # exception: unit, function | 0x80, code, CRC
+    if function in _FIXED_REPLY_SIZES:
+        return _FIXED_REPLY_SIZES[function]
+    if len(frame) < 3:
+        return None
+    return 3 + frame[2] + 2  # reads: unit, function, byte count, data, CRC
+
+
+def rtu_crc_fails(frame: bytes) -> bool:
+    """True when ``frame`` holds a complete RTU reply whose CRC does not match its content."""
+    size = rtu_reply_size(frame)
+    if size is None or len(frame) < size:
+        return False
+    return crc16(frame[: size - 2]) != frame[size - 2 : size]
+
+
+def frame_silence(baudrate: int, *, bytesize: int = 8, parity: str = "E", stopbits: int = 1) -> float:
+    """The 3.5-character silence that separates RTU frames, in seconds (1.75 ms above 19200 baud)."""
+    if baudrate > 19200:
+        return 0.00175
+    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
+    return 3.5 * bits / baudrate

@@ -1,4 +1,10 @@
-"""The Modbus driver: polls planned blocks on their intervals, turns replies into Readings, writes."""
+"""The Modbus driver: polls planned blocks on their intervals, turns replies into Readings, writes.
+
+Over TCP a device has its own connection. Over RTU the devices on one serial port share a bus
+(``drivers.modbus.bus``); a unit that stops answering is then skipped for a growing, jittered
+interval (``Backoff`` from ``timing.backoff_initial`` to ``timing.backoff_max``) so that it costs
+the bus one timeout per interval instead of one per poll, and asked again when the interval ends.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from avila_edge.driver.scaling import to_engineering
 from drivers.modbus import codec
 from drivers.modbus.config import ModbusAddress, ModbusConnection
 from drivers.modbus.planner import Block, plan
-from drivers.modbus.transport import TcpTransport, Transport
+from drivers.modbus.transport import CrcError, TcpTransport, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -24,19 +30,33 @@ TransportFactory = Callable[[DeviceConfig], Transport]
 
 def tcp_transport(device: DeviceConfig) -> Transport:
     conn: ModbusConnection = device.connection
+    assert conn.host is not None, "check_device requires a host for tcp"
+    assert isinstance(conn.port, int), "check_device requires a TCP port number"
     return TcpTransport(device.id, conn.host, conn.port, timeout=device.timing.timeout)
+
+
+def default_transport(device: DeviceConfig) -> Transport:
+    """A TCP connection, or this device's share of the RTU bus on its serial port."""
+    conn: ModbusConnection = device.connection
+    if conn.transport == "rtu":
+        from drivers.modbus.bus import RtuTransport  # noqa: PLC0415
+
+        return RtuTransport(device)
+    return tcp_transport(device)
 
 
 class ModbusDriver(Driver):
     """Reads and writes the points of one Modbus device (several unit ids may sit behind it)."""
 
-    def __init__(self, device: DeviceConfig, *, clock: Clock, transport: TransportFactory = tcp_transport) -> None:
+    def __init__(self, device: DeviceConfig, *, clock: Clock, transport: TransportFactory = default_transport) -> None:
         super().__init__(device, clock=clock)
         self.blocks = plan(device)
         self._transport = transport(device)
         self._backoff = Backoff(device.timing.backoff_initial, device.timing.backoff_max)
         self._points = {p.id: p for p in device.points}
         self._last_good: dict[str, Value] = {}
+        self._unit_backoff: dict[int, Backoff] = {}
+        self._unit_skipped_until: dict[int, float] = {}
 
     async def stop(self) -> None:
         self._transport.close()
@@ -60,6 +80,10 @@ class ModbusDriver(Driver):
             batch: list[Reading] = []
             for i in ready:
                 block = self.blocks[i]
+                skipped_until = self._unit_skipped_until.get(block.unit, 0.0)
+                if skipped_until > now:
+                    due[i] = skipped_until  # a silent unit on a shared bus: its points stay Bad meanwhile
+                    continue
                 following = due[i] + block.interval
                 due[i] = following if following > now else now + block.interval  # missed cycles are skipped
                 batch.extend(await self._poll(block))
@@ -105,12 +129,13 @@ class ModbusDriver(Driver):
                 continue
             now = self.clock.now_ns()
             self._health.success(now)
+            self._unit_answered(block.unit)
             return self._decode(block, values, now)
         assert error is not None
         if isinstance(error, Timeout):
-            # a late reply could be taken for the next request's: start a fresh connection
-            self._transport.close()
-            self._health.connected = False
+            self._transport.after_timeout()  # a late reply must not be taken for the next request's
+            self._health.connected = self._transport.connected
+            self._unit_silent(block.unit)
         reason = _reason(error)
         logger.warning("%s", error)
         now = self.clock.now_ns()
@@ -137,6 +162,24 @@ class ModbusDriver(Driver):
             self._last_good[p.point.id] = value
             out.append(Reading(point=p.point.id, value=value, ts_source=now, ts_gateway=now))
         return out
+
+    def _unit_silent(self, unit: int) -> None:
+        if not self._transport.shared_bus:
+            return
+        timing = self.device.timing
+        backoff = self._unit_backoff.setdefault(unit, Backoff(timing.backoff_initial, timing.backoff_max))
+        delay = backoff.next_delay()
+        self._unit_skipped_until[unit] = self.clock.monotonic() + delay
+        logger.info("%s: unit %d does not answer; skipped on the bus for %.2f s", self.device.id, unit, delay)
+
+    def _unit_answered(self, unit: int) -> None:
+        if self._unit_skipped_until.pop(unit, None) is not None:
+            self._unit_backoff[unit].reset()
+            logger.info("%s: unit %d answers again", self.device.id, unit)
+
+    def unit_backed_off(self, unit: int) -> bool:
+        """True while a silent unit is being skipped on its bus."""
+        return self._unit_skipped_until.get(unit, 0.0) > self.clock.monotonic()
 
     def _bad(self, point: str, reason: str, now: int) -> Reading:
         return bad(point, reason, ts_source=now, ts_gateway=now, value=self._last_good.get(point))
@@ -181,6 +224,8 @@ def _reason(error: DriverError) -> str:
         return f"timeout: {error.detail}"
     if isinstance(error, DeviceRejected):
         return f"device rejected: {error.detail}"
+    if isinstance(error, CrcError):
+        return f"crc error: {error.detail}"
     return f"protocol violation: {error.detail}"
 
 
@@ -188,10 +233,10 @@ def check_device(device: DeviceConfig) -> list[tuple[str, str]]:
     """Cross-field problems in a Modbus device's configuration."""
     problems: list[tuple[str, str]] = []
     conn: ModbusConnection = device.connection
-    if not 1 <= conn.port <= 65535:
-        problems.append(("connection.port", "must be between 1 and 65535"))
-    if not 0 <= conn.unit_id <= 255:
-        problems.append(("connection.unit_id", "must be between 0 and 255"))
+    units = _RTU_UNITS if conn.transport == "rtu" else _TCP_UNITS
+    problems += _check_rtu(conn) if conn.transport == "rtu" else _check_tcp(conn)
+    if conn.unit_id not in units:
+        problems.append(("connection.unit_id", _unit_message(conn.transport)))
     if not 1 <= conn.max_block_registers <= 125:
         problems.append(("connection.max_block_registers", "must be between 1 and 125 (the protocol limit)"))
     if not 1 <= conn.max_block_bits <= 2000:
@@ -201,8 +246,8 @@ def check_device(device: DeviceConfig) -> list[tuple[str, str]]:
     for i, point in enumerate(device.points):
         a: ModbusAddress = point.address
         here = f"points[{i}]"
-        if a.unit_id is not None and not 0 <= a.unit_id <= 255:
-            problems.append((f"{here}.address.unit_id", "must be between 0 and 255"))
+        if a.unit_id is not None and a.unit_id not in units:
+            problems.append((f"{here}.address.unit_id", _unit_message(conn.transport)))
         if a.table in codec.BIT_TABLES:
             if point.type is not DataType.BOOL:
                 problems.append((f"{here}.type", f"a {a.table} holds a bool, not {point.type.value}"))
@@ -227,4 +272,41 @@ def check_device(device: DeviceConfig) -> list[tuple[str, str]]:
             )
         if point.writable and a.table in ("input", "discrete"):
             problems.append((f"{here}.writable", f"{a.table} registers are read-only in Modbus"))
+    return problems
+
+
+_TCP_UNITS = range(256)
+_RTU_UNITS = range(1, 248)
+_BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+def _unit_message(transport: str) -> str:
+    if transport == "rtu":
+        return "must be between 1 and 247 on a serial line (0 is broadcast, which no device answers)"
+    return "must be between 0 and 255"
+
+
+def _check_tcp(conn: ModbusConnection) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if not conn.host:
+        problems.append(("connection.host", "transport: tcp needs the device's host (name or address)"))
+    if not isinstance(conn.port, int):
+        problems.append(("connection.port", "expected a whole number, got text"))
+    elif not 1 <= conn.port <= 65535:
+        problems.append(("connection.port", "must be between 1 and 65535"))
+    return problems
+
+
+def _check_rtu(conn: ModbusConnection) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if conn.host is not None:
+        problems.append(("connection.host", "transport: rtu has no host; name the serial device in port"))
+    if not isinstance(conn.port, str) or not conn.port.strip():
+        problems.append(("connection.port", "transport: rtu needs the serial device path, e.g. /dev/ttyUSB0"))
+    if conn.baudrate not in _BAUDRATES:
+        problems.append(("connection.baudrate", f"use one of {', '.join(map(str, _BAUDRATES))}"))
+    if conn.stopbits not in (1, 2):
+        problems.append(("connection.stopbits", "use 1 or 2"))
+    if conn.bytesize not in (7, 8):
+        problems.append(("connection.bytesize", "use 8 (Modbus RTU), or 7 for devices that insist"))
     return problems

@@ -36,6 +36,7 @@ class Collector:
 
     def __init__(self) -> None:
         self.latest: dict[str, Reading] = {}
+        self.all: list[Reading] = []
         self.batches = 0
         self.changed = asyncio.Event()
 
@@ -43,6 +44,7 @@ class Collector:
         self.batches += 1
         for r in batch:
             self.latest[r.point] = r
+        self.all.extend(batch)
         self.changed.set()
 
     async def wait_for(self, predicate: Any, within: float = 10.0) -> None:
