@@ -8,6 +8,11 @@ stands in for a model too slow for its gateway.
 
 ``tests/anomaly/data/distance/1``: a plain-score model (``output.kind: score``): the mean squared
 normalised input, with the i-th feature's std set to i + 1.
+
+``tests/anomaly/data/lookup/1``: an "autoencoder" that returns its input unchanged but first looks the
+window's speed (feature 0, in rpm) up in a table of 2000 entries. It loads and passes the probe; a
+window above 1999 rpm makes onnxruntime fail at run time (Gather: index out of bounds), as a model
+meets values its graph cannot take.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from avila_edge.anomaly.manifest import (
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 1024
 PRODUCTS = 3
+LOOKUP = 2000
 
 
 def slow_model() -> bytes:
@@ -83,6 +89,35 @@ def distance_model() -> bytes:
     return model.SerializeToString()
 
 
+def lookup_model() -> bytes:
+    """Input unchanged, after a table lookup indexed by feature 0 that fails beyond the table's end."""
+    width = len(FEATURES)
+    inits = [
+        numpy_helper.from_array(np.zeros(LOOKUP, dtype=np.float32), "table"),
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "speed_column"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["input", "speed_column"], ["speed"], axis=1),
+        helper.make_node("Cast", ["speed"], ["code"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "code"], ["looked_up"], axis=0),
+        helper.make_node("Mul", ["looked_up", "zero"], ["nothing"]),
+        helper.make_node("Unsqueeze", ["nothing", "axes"], ["column"]),
+        helper.make_node("Add", ["input", "column"], ["reconstruction"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "lookup",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, [None, width])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="avila-edge tests")
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def write(name: str, data: bytes, output: ManifestOutput, description: str) -> None:
     folder = ROOT / "tests" / "anomaly" / "data" / name / "1"
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,6 +142,8 @@ def main() -> int:
           "returns its input after busy work: a model too slow for its gateway")  # fmt: skip
     write("distance", distance_model(), ManifestOutput("score", OutputKind.SCORE),
           "a plain score: the mean squared normalised input")  # fmt: skip
+    write("lookup", lookup_model(), ManifestOutput("reconstruction"),
+          "returns its input after a lookup by speed that fails above 1999 rpm")  # fmt: skip
     return 0
 
 

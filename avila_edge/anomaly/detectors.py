@@ -10,6 +10,9 @@ hysteresis (a model's ``reference`` threshold, measured on its training data, is
 own is learned and is never undercut: a quiet first hour must not make every later duty point an
 anomaly): ``raise_after`` windows above the threshold start an anomaly, ``clear_after`` windows
 below ``clear_ratio`` times the threshold clear it.
+
+Both can ``memory()`` what they have learned as plain values and ``recall`` it after a restart
+(``state.py`` keeps it in the state directory).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
+import numpy.typing as npt
 
 Z_FLOOR = 1e-3
 """Relative floor of a feature's standard deviation (a constant feature must not divide by zero)."""
@@ -38,6 +43,36 @@ class Scored:
     score: float
     shares: tuple[float, ...]
     expected: tuple[float, ...]
+
+
+class BaselineMemory(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a ``Baseline`` has learned; arrays as little-endian float64 bytes."""
+
+    n: int
+    mean: bytes
+    var: bytes
+    m2: bytes
+
+
+class ThresholdMemory(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What an ``AdaptiveThreshold`` has learned and where its hysteresis stands (a tuple of scores copies in µs)."""
+
+    value: float | None
+    learned: bool
+    active: bool
+    scores: tuple[float, ...]
+    above: int
+    below: int
+    since_fit: int
+
+
+def _floats(raw: bytes, width: int | None = None) -> npt.NDArray[np.float64]:
+    array = np.frombuffer(raw, dtype="<f8").astype(np.float64)
+    if width is not None and array.shape != (width,):
+        raise ValueError(f"{array.size} values saved, {width} expected")
+    if not np.isfinite(array).all():
+        raise ValueError("non-finite values saved")
+    return array
 
 
 class Baseline:
@@ -78,6 +113,22 @@ class Baseline:
         self.mean += self.alpha * delta
         self.var = (1.0 - self.alpha) * (self.var + self.alpha * delta * delta)
 
+    def memory(self) -> BaselineMemory:
+        return BaselineMemory(
+            self.n,
+            self.mean.astype("<f8").tobytes(),
+            self.var.astype("<f8").tobytes(),
+            self._m2.astype("<f8").tobytes(),
+        )
+
+    def recall(self, memory: BaselineMemory) -> None:
+        """Continue from ``memory``; ``ValueError`` (and nothing changed) when it does not fit this baseline."""
+        width = self.mean.shape[0]
+        mean, var, m2 = (_floats(raw, width) for raw in (memory.mean, memory.var, memory.m2))
+        if memory.n < 0:
+            raise ValueError(f"negative window count {memory.n}")
+        self.n, self.mean, self.var, self._m2 = memory.n, mean, var, m2
+
 
 class AdaptiveThreshold:
     """The per-asset threshold with hysteresis; ``update(score)`` returns a transition or None."""
@@ -98,6 +149,7 @@ class AdaptiveThreshold:
         self.quantile = quantile
         self.margin = margin
         self.warmup = warmup
+        self.history = history
         self.manual = manual
         self.raise_after = raise_after
         self.clear_after = clear_after
@@ -124,6 +176,26 @@ class AdaptiveThreshold:
                 self.learned = True
                 self._since_fit = 0
         return transition
+
+    def memory(self) -> ThresholdMemory:
+        scores = tuple(self._scores)
+        return ThresholdMemory(self.value, self.learned, self.active, scores, self._above, self._below, self._since_fit)
+
+    def recall(self, memory: ThresholdMemory) -> None:
+        """Continue from ``memory``; ``ValueError`` (and nothing changed) when it is not a sane state."""
+        if not all(math.isfinite(v) for v in memory.scores):
+            raise ValueError("non-finite scores saved")
+        if memory.value is not None and not (math.isfinite(memory.value) and memory.value > 0):
+            raise ValueError(f"threshold {memory.value} saved")
+        if min(memory.above, memory.below, memory.since_fit) < 0:
+            raise ValueError("negative hysteresis counters saved")
+        if self.manual is None and memory.value is not None:  # else the reference (or nothing) applies, as before
+            self.value = max(memory.value, self.floor)
+            self.learned = memory.learned
+        self.active = memory.active
+        self._scores.clear()
+        self._scores.extend(memory.scores)
+        self._above, self._below, self._since_fit = memory.above, memory.below, memory.since_fit
 
     def _judge(self, score: float) -> Transition | None:
         if self.value is None:

@@ -17,7 +17,6 @@ from a worker thread inside the gateway.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import msgspec
 
 from avila_edge.anomaly.manifest import MANIFEST, MODEL, ModelRefused
 from avila_edge.anomaly.onnx_model import OnnxModel
+from avila_edge.anomaly.state import write_durably
 
 SHIPPED = Path(__file__).parent / "models"
 POINTER = "active.json"
@@ -174,20 +174,7 @@ class ModelRegistry:
         return ModelVersion(m.name, m.version, target, shipped=False)
 
     def _write_pointer(self, name: str, pointer: Pointer) -> None:
-        folder = self.root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{POINTER}.tmp"
-        with tmp.open("wb") as f:
-            f.write(msgspec.json.encode(pointer) + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / POINTER)
-        with contextlib.suppress(OSError):  # make the rename durable where the platform allows it
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        write_durably(self.root / name / POINTER, msgspec.json.encode(pointer) + b"\n")
 
     def _bases(self) -> list[tuple[Path, bool]]:
         bases = [(self.root, False)]

@@ -5,10 +5,17 @@ Tasks (owned by ``run``'s TaskGroup)::
     anomaly.feed     twin changes → windows per asset and detector; the baseline scores inline (µs)
     anomaly.infer    ONNX windows, batched across assets, scored on one worker thread
     anomaly.reload   follows activate/rollback in the registry; a refused model leaves the old one running
+    anomaly.save     saves what the detectors have learned every ``state_save_interval`` (``state.py``)
+
+What each detector has learned (baseline, threshold, active anomaly) survives a restart: it is saved
+to ``<state_dir>/anomaly-state.msgpack`` on a worker thread and restored on start onto detectors with
+unchanged settings, so an anomaly active before a restart stays active without a second ``start``.
 
 At most ``anomaly.queue`` windows wait for inference: more are skipped and counted
 (``counters.skipped_overload``), and a window that waited longer than ``max_latency`` is skipped
-(``skipped_stale``), so an overloaded gateway falls behind by a bounded amount and says so.
+(``skipped_stale``), so an overloaded gateway falls behind by a bounded amount and says so. A model
+that fails at run time loses only the windows it fails on (``failed``; a failed batch is retried one
+window at a time), and other models and assets go on being scored.
 
 Journaled events (``Pipeline.record``):
 
@@ -16,8 +23,10 @@ Journaled events (``Pipeline.record``):
   ``state`` (``start``/``clear``), ``score``, ``threshold``, ``detector`` (``baseline``/``onnx``),
   ``model`` (``name@version`` or None), ``window_start``/``window_end`` (ns), ``top`` (list of
   ``{feature, share, value, expected}``, largest share first).
-* ``kind="anomaly_model"``, ``source="model/<name>"``, attrs ``state`` (``loaded``/``refused``),
-  ``model``, ``reason``.
+* ``kind="anomaly_model"``, ``source="model/<name>"``, attrs ``state`` (``loaded``/``refused``/
+  ``mismatch``), ``model``, ``reason``; a ``mismatch`` (a detector's configured features differ from
+  the model's) also names the ``detector`` and its ``assets``, which stay idle. The twins of idle
+  detectors show the reason as ``problem``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +46,7 @@ from avila_edge.anomaly.detectors import AdaptiveThreshold, Baseline, Scored, Tr
 from avila_edge.anomaly.manifest import ModelRefused
 from avila_edge.anomaly.onnx_model import OnnxModel
 from avila_edge.anomaly.registry import ModelRegistry
+from avila_edge.anomaly.state import STATE_FILE, DetectorState, Settings, StateStore
 from avila_edge.anomaly.windows import Window, WindowBuilder
 from avila_edge.config.anomaly import DetectorConfig, DetectorKind, FeatureConfig
 from avila_edge.config.model import GatewayConfig
@@ -48,6 +59,8 @@ Record = Callable[[Sequence[Event]], Awaitable[None]]
 DEFAULT_WINDOW = 10.0
 BASELINE_WARMUP = 60
 BASELINE_HISTORY = 2000
+FAILURE_LOG_INTERVAL = 60.0
+"""A model failing at run time is logged at most once per this many seconds (with the count since)."""
 
 
 @dataclass(slots=True)
@@ -60,6 +73,10 @@ class AnomalyCounters:
     failed: int = 0
     anomalies: int = 0
     refused_models: int = 0
+    restored: int = 0
+    discarded: int = 0
+    saves: int = 0
+    save_failed: int = 0
 
 
 @dataclass(slots=True)
@@ -74,10 +91,29 @@ class _Watch:
     model: OnnxModel | None = None
     seen: dict[str, int] = field(default_factory=dict)
     since: int | None = None
+    windows: int = 0
 
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.builder.features]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.asset, self.config.id
+
+    def settings(self) -> Settings:
+        return Settings.of(
+            detector=self.config.detector.value,
+            model=self.model.manifest.ref if self.model else None,
+            features=self.names,
+            window=self.builder.window,
+            threshold=self.threshold,
+        )
+
+    def state(self, twin: dict[str, object]) -> DetectorState:
+        baseline = self.baseline.memory() if self.baseline is not None else None
+        memory = self.threshold.memory()
+        return DetectorState(*self.key, self.settings(), self.windows, self.since, memory, baseline, twin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +144,7 @@ class AnomalyService:
         self.record = record
         self.clock = clock
         self.registry = registry or registry_of(config)
+        self.store = StateStore(config.state_dir / STATE_FILE)
         self.counters = AnomalyCounters()
         self.models: dict[str, OnnxModel] = {}
         self._stamps: dict[str, float] = {}
@@ -116,6 +153,12 @@ class AnomalyService:
         self._pending: deque[_Job] = deque()
         self._wake = asyncio.Event()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._saved: dict[tuple[str, str], DetectorState] = {}  # loaded, not (yet) restored onto a detector
+        self._changes = 0  # windows judged: a save is due when this moved
+        self._saved_changes = 0
+        self._failures: dict[str, tuple[float, int]] = {}  # model → (last logged, failed windows unlogged)
+        self.started = asyncio.Event()
+        """Set once ``run`` has restored state, loaded models and listens to the twins."""
         for asset, d in self._targets:
             if d.detector is DetectorKind.BASELINE:
                 self._add(_baseline_watch(asset, d))
@@ -123,23 +166,38 @@ class AnomalyService:
     # -- running ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every model the detectors name (off the event loop) and journal what happened."""
+        """Restore what was learned before, load every model the detectors name (off the event loop) and
+        journal what happened."""
+        self._saved = await asyncio.to_thread(self.store.load)
+        for watches in self._watches.values():
+            for watch in watches:
+                self._recall(watch)
         names = sorted({d.model for _, d in self._targets if d.detector is DetectorKind.ONNX and d.model})
         for name in names:
             await self.load_model(name)
+        idle = {(asset, d.id) for asset, d in self._targets if d.detector is DetectorKind.ONNX}
+        for key in sorted(set(self._saved) - idle):  # kept for an idle ONNX detector whose model may come
+            self.counters.discarded += 1
+            logger.warning("%s/%s: saved anomaly state discarded: no such detector on this asset any more", *key)
+            del self._saved[key]
 
     async def run(self) -> None:
         await self.start()
         changes = self.twins.subscribe()
+        self.started.set()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._feed(changes), name="anomaly.feed")
                 tg.create_task(self._infer(), name="anomaly.infer")
+                tg.create_task(self._save_every(), name="anomaly.save")
                 if self.models or any(d.model for _, d in self._targets):
                     tg.create_task(self._reload(), name="anomaly.reload")
         finally:
             self.twins.unsubscribe(changes)
-            self.close()
+            try:
+                await self.save()  # at shutdown, and before an in-process restart on a new configuration
+            finally:
+                self.close()
 
     @property
     def incomplete(self) -> int:
@@ -170,6 +228,70 @@ class AnomalyService:
                 events = await self.infer_pending()
                 if events:
                     await self.record(events)
+
+    async def _save_every(self) -> None:
+        interval = self.config.state_save_interval if self.config.state_save_interval > 0 else 60.0
+        while True:
+            await self.clock.sleep(interval)
+            await self.save()
+
+    async def save(self) -> None:
+        """Write what every detector has learned (a worker thread; skipped when nothing was judged since)."""
+        if self._changes == self._saved_changes:
+            return
+        changes = self._changes
+        states = self.states()
+        try:
+            await asyncio.to_thread(self.store.save, states, self.clock.now_ns())
+        except OSError as exc:
+            self.counters.save_failed += 1
+            logger.error("cannot save the anomaly state to %s: %s", self.store.path, exc)  # noqa: TRY400
+            return
+        self._saved_changes = changes
+        self.counters.saves += 1
+
+    def states(self) -> list[DetectorState]:
+        """A copy of what every detector has learned (taken on the loop in µs; written elsewhere)."""
+        out = [
+            w.state(dict(self.twins.snapshot(w.asset)["anomaly"].get(w.config.id, {})))  # type: ignore[attr-defined]
+            for watches in self._watches.values()
+            for w in watches
+        ]
+        return out + list(self._saved.values())  # idle detectors keep what they had learned
+
+    def _recall(self, watch: _Watch) -> None:
+        """Continue from the saved state of this (asset, detector) if it was learned under the same settings."""
+        saved = self._saved.pop(watch.key, None)
+        if saved is None:
+            return
+        asset, detector = watch.key
+        now = watch.settings()
+        if saved.settings != now:
+            self.counters.discarded += 1
+            logger.warning("%s/%s: saved anomaly state discarded, the detector changed: %s", asset, detector,
+                           "; ".join(saved.settings.changes(now)))  # fmt: skip
+            return
+        before = watch.threshold.memory(), watch.baseline.memory() if watch.baseline else None
+        try:
+            if watch.baseline is not None:
+                if saved.baseline is None:
+                    raise ValueError("no baseline saved")  # noqa: TRY301 - one handler for every bad state
+                watch.baseline.recall(saved.baseline)
+            watch.threshold.recall(saved.threshold)
+        except ValueError as exc:
+            watch.threshold.recall(before[0])
+            if watch.baseline is not None and before[1] is not None:
+                watch.baseline.recall(before[1])
+            self.counters.discarded += 1
+            logger.warning("%s/%s: saved anomaly state discarded: %s", asset, detector, exc)
+            return
+        watch.windows, watch.since = saved.windows, saved.since
+        if saved.twin:
+            self.twins.set_anomaly(asset, detector, dict(saved.twin), notify=False)
+        self.counters.restored += 1
+        learned = f"threshold {watch.threshold.value:.4g}" if watch.threshold.learned else "still learning"
+        active = ", anomaly active" if watch.threshold.active else ""
+        logger.info("%s/%s: restored after %d windows (%s%s)", asset, detector, saved.windows, learned, active)
 
     async def _reload(self) -> None:
         while True:
@@ -239,11 +361,38 @@ class AnomalyService:
             return []
         self.counters.batches += len(groups)
         events: list[Event] = []
-        for group, scored in zip(groups.values(), results, strict=True):
+        for group, (scored, error) in zip(groups.values(), results, strict=True):
             for job, s in zip(group, scored, strict=True):
-                if job.watch.model is job.model:  # a model swapped meanwhile makes its old scores moot
+                if job.watch.model is not job.model:  # a model swapped meanwhile makes its old scores moot
+                    continue
+                if s is None:
+                    self._failed(job.watch, error or "")
+                else:
                     events += self._judge(job.watch, job.window, s)
+            if error is not None:
+                self._log_failure(group, sum(1 for s in scored if s is None), error)
         return events
+
+    def _failed(self, watch: _Watch, error: str) -> None:
+        """A window the model failed on: counted and shown in the twin; the threshold does not see it."""
+        self.counters.failed += 1
+        shown = self.twins.snapshot(watch.asset)["anomaly"].get(watch.config.id)  # type: ignore[attr-defined]
+        info = dict(shown) if shown else self._blank_info(watch)
+        info["problem"] = f"inference failed: {error}"
+        self.twins.set_anomaly(watch.asset, watch.config.id, info, notify=False)
+
+    def _log_failure(self, group: list[_Job], failed: int, error: str) -> None:
+        ref = group[0].model.manifest.ref
+        now = self.clock.monotonic()
+        logged, unlogged = self._failures.get(ref, (-math.inf, 0))
+        unlogged += failed
+        if now - logged < FAILURE_LOG_INTERVAL:
+            self._failures[ref] = logged, unlogged
+            return
+        assets = ", ".join(sorted({j.watch.asset for j in group}))
+        logger.error("model %s failed at run time on %d windows (%d since the last report; in this batch: %s): %s",
+                     ref, failed, unlogged, assets, error)  # fmt: skip
+        self._failures[ref] = now, 0
 
     def _judge(self, watch: _Watch, w: Window, scored: Scored | None) -> list[Event]:
         asset, detector = watch.asset, watch.config.id
@@ -251,9 +400,13 @@ class AnomalyService:
         if scored is None:  # the baseline is still learning this asset
             assert watch.baseline is not None
             watch.baseline.learn(w.row)
+            watch.windows += 1
+            self._changes += 1
             self.twins.set_anomaly(asset, detector, self._info(watch, w, None), notify=False)
             return []
         self.counters.scored += 1
+        watch.windows += 1
+        self._changes += 1
         transition = th.update(scored.score)
         if watch.baseline is not None and not th.active and (th.value is None or scored.score <= th.value):
             watch.baseline.learn(w.row)
@@ -297,7 +450,25 @@ class AnomalyService:
             "learning": not th.learned,
             "window_end": int(w.end * 1e9),
             "top": [] if scored is None else explain(watch.names, w.row, scored, watch.config.explain),
+            "problem": None,
         }
+
+    def _blank_info(self, watch: _Watch) -> dict[str, object]:
+        th = watch.threshold
+        return {
+            "active": th.active, "since": watch.since, "detector": watch.config.detector.value,
+            "model": watch.model.manifest.ref if watch.model else None, "score": None,
+            "threshold": None if th.value is None else float(f"{th.value:.6g}"), "learning": not th.learned,
+            "window_end": None, "top": [], "problem": None,
+        }  # fmt: skip
+
+    def _idle(self, asset: str, d: DetectorConfig, model: str | None, problem: str) -> None:
+        """Show in the twin why a detector is not scoring (its model refused, or features unlike the model's)."""
+        info: dict[str, object] = {
+            "active": False, "since": None, "detector": d.detector.value, "model": model, "score": None,
+            "threshold": None, "learning": False, "window_end": None, "top": [], "problem": problem,
+        }  # fmt: skip
+        self.twins.set_anomaly(asset, d.id, info, notify=True)
 
     # -- models -----------------------------------------------------------------------------------
 
@@ -313,6 +484,10 @@ class AnomalyService:
             kept = f"; {current.manifest.ref} keeps running" if current else "; its detectors are idle"
             logger.error("model %s refused: %s%s", name, exc, kept)  # noqa: TRY400 - refused, not crashed
             events.append(_model_event(name, "refused", current, f"{exc}{kept}", self.clock.now_ns()))
+            if current is None:
+                for asset, d in self._targets:
+                    if d.model == name and d.detector is DetectorKind.ONNX:
+                        self._idle(asset, d, None, f"model {name} refused: {exc}")
             await self.record(events)
             return
         for reason in loaded.refused:
@@ -322,41 +497,71 @@ class AnomalyService:
         model = loaded.model
         if current is None or current.manifest != model.manifest:
             self.models[name] = model
-            self._install(name, model)
             logger.info("model %s loaded from %s", model.manifest.ref, model.folder)
             events.append(_model_event(name, "loaded", model, "", self.clock.now_ns()))
+            events += self._install(name, model)
         if events:
             await self.record(events)
 
-    def _install(self, name: str, model: OnnxModel) -> None:
-        """(Re)build the watches that use ``name``: a new model means new windows and a new threshold."""
+    def _install(self, name: str, model: OnnxModel) -> list[Event]:
+        """(Re)build the watches that use ``name``: a new model means new windows and a new threshold.
+        A detector whose configured features differ from the model's stays idle: ``mismatch`` events."""
         m = model.manifest
         wanted = tuple(f.config() for f in m.input.features)
+        idle: dict[str, tuple[DetectorConfig, list[str]]] = {}
         for asset, d in self._targets:
             if d.model != name or d.detector is not DetectorKind.ONNX:
                 continue
-            self._watches[asset] = [w for w in self._watches.get(asset, []) if w.config is not d]
+            self._watches[asset] = [w for w in self._watches.get(asset, []) if w.config.id != d.id]
             if d.features and tuple(d.features) != wanted:
-                have = ", ".join(f.name for f in wanted)
-                logger.error("%s/%s: the configured features differ from %s's (%s); detector idle", asset, d.id,
-                             m.ref, have)  # fmt: skip
+                idle.setdefault(d.id, (d, []))[1].append(asset)
                 continue
             policy = m.threshold
             th = _threshold(d, policy.quantile, policy.margin, policy.warmup, policy.history, policy.reference)
             builder = WindowBuilder(asset, wanted, d.window or m.input.window)
             self._add(_Watch(asset, d, builder, th, model=model))
+        events = []
+        for detector, (d, assets) in idle.items():
+            reason = (
+                f"detector {detector} on {', '.join(assets)}: its features ({', '.join(f.name for f in d.features)}) "
+                f"differ from {m.ref}'s ({', '.join(f.name for f in wanted)}); the detector is idle"
+            )
+            logger.error("model %s: %s", m.ref, reason)
+            for asset in assets:
+                self._idle(asset, d, m.ref, reason)
+            extra: dict[str, object] = {"detector": detector, "assets": assets}
+            events.append(_model_event(name, "mismatch", model, reason, self.clock.now_ns(), extra))
+        return events
 
     def _add(self, watch: _Watch) -> None:
         self._watches.setdefault(watch.asset, []).append(watch)
+        self._recall(watch)
+        shown = self.twins.snapshot(watch.asset)["anomaly"].get(watch.config.id)  # type: ignore[attr-defined]
+        if shown and shown.get("problem"):  # it was idle: it is not any more
+            self.twins.set_anomaly(watch.asset, watch.config.id, self._blank_info(watch), notify=True)
 
 
-def _score_groups(groups: list[list[_Job]]) -> list[list[Scored]]:
-    """Runs on the worker thread: one onnxruntime call per model for all its queued windows."""
-    out = []
-    for jobs in groups:
-        rows = np.asarray([j.window.row for j in jobs], dtype=np.float32)
-        out.append(jobs[0].model.score(rows))
-    return out
+def _score_groups(groups: list[list[_Job]]) -> list[tuple[list[Scored | None], str | None]]:
+    """Runs on the worker thread: one onnxruntime call per model for all its queued windows. A model that
+    fails on a batch is asked again one window at a time, so only the windows it fails on are lost (None),
+    and a failing model never costs another model its windows. The first error comes with each group."""
+    return [_score_group(jobs) for jobs in groups]
+
+
+def _score_group(jobs: list[_Job]) -> tuple[list[Scored | None], str | None]:
+    model = jobs[0].model
+    rows = np.asarray([j.window.row for j in jobs], dtype=np.float32)
+    try:
+        return list(model.score(rows)), None
+    except Exception as exc:  # onnxruntime's own runtime errors, or an output that does not fit the batch
+        error = f"{type(exc).__name__}: {exc}"
+    scored: list[Scored | None] = []
+    for row in rows if len(rows) > 1 else ():
+        try:
+            scored += model.score(row[np.newaxis, :])
+        except Exception:  # the error of the batch names it already
+            scored.append(None)
+    return scored or [None], error
 
 
 def _targets(config: GatewayConfig) -> list[tuple[str, DetectorConfig]]:
@@ -400,10 +605,12 @@ def _baseline_watch(asset: str, d: DetectorConfig) -> _Watch:
     return _Watch(asset, d, WindowBuilder(asset, features, d.window or DEFAULT_WINDOW), th, baseline=baseline)
 
 
-def _model_event(name: str, state: str, model: OnnxModel | None, reason: str, ts: int) -> Event:
+def _model_event(
+    name: str, state: str, model: OnnxModel | None, reason: str, ts: int, extra: dict[str, object] | None = None
+) -> Event:
     return Event(
         kind="anomaly_model",
         source=f"model/{name}",
         ts=ts,
-        attrs={"state": state, "model": model.manifest.ref if model else None, "reason": reason},
+        attrs={"state": state, "model": model.manifest.ref if model else None, "reason": reason, **(extra or {})},
     )

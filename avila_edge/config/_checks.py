@@ -129,7 +129,11 @@ def _check_anomaly(top: GatewayConfig, draft: Draft, c: Collector) -> None:
     for key, number in (("queue", a.queue), ("batch_max", a.batch_max)):
         if number < 1:
             c.add(("anomaly", key), "must be at least 1")
-    for key, seconds in (("max_latency", a.max_latency), ("reload_interval", a.reload_interval)):
+    for key, seconds in (
+        ("max_latency", a.max_latency),
+        ("reload_interval", a.reload_interval),
+        ("state_save_interval", a.state_save_interval),
+    ):
         if seconds <= 0:
             c.add(("anomaly", key), "must be greater than 0")
     names: dict[str, set[str]] = {}

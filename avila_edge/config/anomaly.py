@@ -80,7 +80,8 @@ class AnomalyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``registry`` holds the model versions (default ``<state_dir>/models``). At most ``queue`` windows
     wait for inference; when more arrive they are skipped and counted, and a window that waited longer
-    than ``max_latency`` is skipped too. ``batch_max`` windows go to the model in one call.
+    than ``max_latency`` is skipped too. ``batch_max`` windows go to the model in one call. What each
+    detector has learned is saved to the state directory every ``state_save_interval`` and at shutdown.
     """
 
     enabled: bool = True
@@ -89,4 +90,5 @@ class AnomalyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     batch_max: int = 64
     max_latency: Duration = 5.0
     reload_interval: Duration = 10.0
+    state_save_interval: Duration = 60.0
     detectors: tuple[DetectorConfig, ...] = ()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from avila_edge.config.anomaly import AnomalyConfig
+from avila_edge.config.north import NorthConfig
 from avila_edge.config.sync import InfluxSinkConfig, MqttUplinkConfig
 from avila_edge.config.twins import AssetTypeConfig
 from avila_edge.config.units import ByteSize, Duration
@@ -121,8 +122,34 @@ class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The local web server (REST API and console); see ``docs/api.md``.
+
+    ``tls``: ``auto`` serves plain HTTP on a loopback address and HTTPS with a self-signed certificate
+    (made at first start, kept in the state directory) on any other; ``self-signed`` uses that
+    certificate everywhere; ``files`` serves ``cert_file``/``key_file`` (PEM, read at start; relative
+    paths resolve against ``state_dir``); ``off`` never encrypts. ``names`` are extra DNS names or IP
+    addresses for the self-signed certificate (the host name and ``host`` are always in it).
+    ``session_idle``: a console login ends after this long without a request."""
+
     host: str = "127.0.0.1"
     port: int = 8080
+    tls: Literal["auto", "off", "self-signed", "files"] | bool = "auto"
+    """YAML reads ``off``/``on`` as booleans: ``off`` means off, ``on`` self-signed (``files`` with cert_file)."""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    names: tuple[str, ...] = ()
+    session_idle: Duration = 12 * 3600.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tls, bool):
+            mode = "off" if not self.tls else "files" if self.cert_file is not None else "self-signed"
+            msgspec.structs.force_setattr(self, "tls", mode)
+        if self.tls == "files" and (self.cert_file is None or self.key_file is None):
+            raise ValueError("tls: files needs both cert_file and key_file")
+        if self.tls != "files" and (self.cert_file is not None or self.key_file is not None):
+            raise ValueError("cert_file and key_file are only read with tls: files")
+        if self.session_idle <= 0:
+            raise ValueError("session_idle must be positive")
 
 
 class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -160,6 +187,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     logging: LoggingConfig = LoggingConfig()
     audit: AuditConfig = AuditConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
+    north: NorthConfig = NorthConfig()
 
     def points(self) -> dict[str, tuple[DeviceConfig, PointConfig]]:
         """Every configured point by id, with its device."""

@@ -1,6 +1,7 @@
 """Core value types of avila-edge: Reading, quality, errors, clock. Imports nothing of ours."""
 
 from avila_edge.core.backoff import Backoff
+from avila_edge.core.cancel import check_cancelled
 from avila_edge.core.clock import Clock, ManualClock, SystemClock
 from avila_edge.core.errors import (
     AuditError,
@@ -40,5 +41,6 @@ __all__ = [
     "Timeout",
     "Value",
     "bad",
+    "check_cancelled",
     "split_point_id",
 ]

@@ -13,7 +13,7 @@ import msgspec
 
 from avila_edge.audit import SOURCE as AUDIT_SOURCE
 from avila_edge.config.fleet import FleetConfig
-from avila_edge.core import Backoff, Clock, Event
+from avila_edge.core import Backoff, Clock, Event, check_cancelled
 from avila_edge.fleet.store import DedupeStore, GatewayStatus
 from avila_edge.journal import EntryKind, decode_event, decode_reading
 from avila_edge.sync.batch import Batch, BatchError, decode_batch
@@ -87,6 +87,7 @@ class FleetReceiver:
                 try:
                     async with self._client() as client:
                         await client.subscribe(topic, qos=1)
+                        check_cancelled()  # aiomqtt may have swallowed a cancellation while connecting
                         self.connected = True
                         backoff.reset()
                         async for message in client.messages:

@@ -76,6 +76,7 @@ class WriterStore:
         self.hooks: list[CommitHook] = []
         self.removal_hooks: list[RemovalHook] = []
         self._points: dict[str, int] = {name: pid for pid, name in self.conn.execute("SELECT id, name FROM point")}
+        self._new_points: list[str] = []  # inserted by the open transaction: forgotten if it rolls back
         self.counters = Counters()
         meta = dict(self.conn.execute("SELECT key, value FROM meta"))
         self.counters.next_seq = int(meta["next_seq"])
@@ -111,6 +112,7 @@ class WriterStore:
             cur = self.conn.execute("INSERT INTO point(name) VALUES (?)", (name,))
             pid = int(cur.lastrowid or 0)
             self._points[name] = pid
+            self._new_points.append(name)
         return pid
 
     def _insert(self, items: Sequence[Item]) -> list[Entry]:
@@ -138,13 +140,14 @@ class WriterStore:
 
     def write(self, items: Sequence[Item]) -> list[Entry]:
         """Commit ``items`` in one transaction. All or nothing."""
-        saved_points = dict(self._points)
+        self._new_points = []
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             entries = self._insert(items)
             self.conn.execute("COMMIT")
+            self._new_points = []
         except BaseException as exc:
-            self._rollback(saved_points)
+            self._rollback()
             if isinstance(exc, JournalError):
                 raise
             if isinstance(exc, sqlite3.Error):
@@ -154,10 +157,12 @@ class WriterStore:
         self.counters.entries += len(entries)
         return entries
 
-    def _rollback(self, saved_points: dict[str, int]) -> None:
+    def _rollback(self) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        self._points = saved_points
+        for name in self._new_points:  # their rows are gone with the transaction
+            self._points.pop(name, None)
+        self._new_points = []
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -226,7 +231,7 @@ class WriterStore:
                 self._removed(lowest, limit - 1)
             self.conn.execute("COMMIT")
         except BaseException:
-            self._rollback(dict(self._points))
+            self._rollback()
             self.counters = saved
             raise
         return gaps
@@ -257,7 +262,7 @@ class WriterStore:
                 self._removed(lowest, (self.counters.next_seq if now_first is None else int(now_first)) - 1)
             self.conn.execute("COMMIT")
         except BaseException:
-            self._rollback(dict(self._points))
+            self._rollback()
             self.counters = saved
             raise
         return retired + dropped, gaps

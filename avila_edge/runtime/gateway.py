@@ -7,7 +7,8 @@ Supervision tree (task names)::
     twins.tick                                 alarm delays and write deadlines without readings
     uplink[<name>], sink[<name>]               journal cursors shipping data out
     http                                       aiohttp site for /status, /metrics, /healthz, /api
-    <services>                                 consumers of twins and journal (see Gateway.services)
+    <services>                                 consumers of twins and journal (see Gateway.services):
+                                               anomaly, north.opcua, north.mqtt, north.sparkplug
     systemd.watchdog                           WATCHDOG=1 while the journal keeps committing
 """
 
@@ -38,6 +39,7 @@ from avila_edge.sync.mqtt_uplink import MqttUplink
 from avila_edge.systemd import Notifier
 from avila_edge.twins.service import TwinService
 from avila_edge.web.app import build_app
+from avila_edge.web.tls import server_context
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +136,10 @@ class Gateway:
                     tasks.append(tg.create_task(gateway._tick(), name="twins.tick"))
                     tasks.append(tg.create_task(audit.run(), name="audit.checkpoints"))
                     tasks += [tg.create_task(run(), name=name) for name, run in gateway.services()]
-                    site = web.TCPSite(runner, config.http.host, config.http.port)
+                    tls = await asyncio.to_thread(server_context, config.http, config.state_dir)
+                    site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls)
                     await site.start()
-                    gateway.http_url = _url(runner, config.http.host)
+                    gateway.http_url = _url(runner, config.http.host, "http" if tls is None else "https")
                     if notifier.watchdog_interval:
                         watchdog = gateway._watchdog(notifier.watchdog_interval)
                         tasks.append(tg.create_task(watchdog, name="systemd.watchdog"))
@@ -170,6 +173,11 @@ class Gateway:
 
             anomaly = AnomalyService(self.config, self.twins, self.pipeline.record, clock=self.clock)
             services.append(("anomaly", anomaly.run))
+        if self.config.north.opcua is not None or self.config.north.mqtt is not None:
+            from avila_edge import north  # noqa: PLC0415 - asyncua/aiomqtt when configured
+
+            services += north.services(self.config, twins=self.twins, journal=self.journal,
+                                       record=self.pipeline.record, clock=self.clock)  # fmt: skip
         return services
 
     def request_reload(self, reload: Reload) -> None:
@@ -236,7 +244,7 @@ class Gateway:
         return problems
 
 
-def _url(runner: web.AppRunner, host: str) -> str:
+def _url(runner: web.AppRunner, host: str, scheme: str) -> str:
     port = runner.addresses[0][1] if runner.addresses else 0
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - a display name, not a bind
-    return f"http://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"

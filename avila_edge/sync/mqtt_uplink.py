@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from avila_edge.config.sync import AckMode, MqttUplinkConfig
-from avila_edge.core import Backoff, Clock
+from avila_edge.core import Backoff, Clock, check_cancelled
+from avila_edge.core.cancel import CHECK_EVERY
 from avila_edge.journal import Cursor, Entry, EntryKind, Journal
 from avila_edge.sync.batch import encode_batch
 
@@ -197,8 +198,10 @@ class MqttUplink:
         )
 
     async def _pump(self, client: aiomqtt.Client) -> None:
+        check_cancelled()  # connecting may have swallowed a cancellation
         await self._split_if_behind()
         while True:
+            check_cancelled()
             sent = False
             for lane in list(self._lanes):  # events first, then live (when split), then readings
                 if await self._send_lane(client, lane):
@@ -206,10 +209,21 @@ class MqttUplink:
                     break
             if sent:
                 continue
-            position = min(lane.cursor.position for lane in self._lanes)
-            await self.journal.wait_beyond(max(position, self.journal.next_seq) - 1)
+            # every lane is at the end it read; anything committed since is beyond the lowest of them
+            await self._wait_beyond(min(lane.cursor.position for lane in self._lanes) - 1)
             if self.config.batch_age > 0:
                 await self.clock.sleep(min(self.config.batch_age, 1.0))
+
+    async def _wait_beyond(self, seq: int) -> None:
+        """``journal.wait_beyond``, checking now and then for a cancellation aiomqtt swallowed."""
+        while True:
+            check_cancelled()
+            try:
+                async with asyncio.timeout(CHECK_EVERY):
+                    await self.journal.wait_beyond(seq)
+            except TimeoutError:
+                continue
+            return
 
     async def _split_if_behind(self) -> None:
         """With ``live_first``, a readings lane far behind becomes a backfill up to the journal's end
@@ -285,6 +299,7 @@ class MqttUplink:
         try:
             async with asyncio.timeout(self.config.ack_timeout):
                 while self._acks.get(lane, -1) < last:
+                    check_cancelled()
                     self._ack_signal.clear()
                     await self._ack_signal.wait()
         except TimeoutError:

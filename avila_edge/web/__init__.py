@@ -1,1 +1,2 @@
-"""The gateway's HTTP endpoints: status, metrics, health, and read-only twin views."""
+"""The gateway's web server: REST API with logins and roles, live stream, console files, status, metrics,
+health, OpenAPI document, HTTPS (see ``docs/api.md``)."""

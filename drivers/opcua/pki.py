@@ -56,10 +56,13 @@ def default_application_uri(hostname: str) -> str:
     return f"urn:avila-edge:{hostname}"
 
 
-def ensure_client_certificate(folder: Path, application_uri: str, *, hostname: str) -> ClientIdentity:
-    """The certificate in ``folder``, made first if absent; refuse one made for another application URI."""
+def ensure_client_certificate(
+    folder: Path, application_uri: str, *, hostname: str, cert_file: str = CERT_FILE, key_file: str = KEY_FILE
+) -> ClientIdentity:
+    """The certificate in ``folder``, made first if absent; refuse one made for another application URI.
+    (The gateway's OPC UA server keeps its own under other file names: ``cert_file``/``key_file``.)"""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
+    cert_path, key_path = folder / cert_file, folder / key_file
     with _locked(folder):
         if not cert_path.exists() or not key_path.exists():
             _create(cert_path, key_path, application_uri, hostname)
@@ -77,7 +80,7 @@ def ensure_client_certificate(folder: Path, application_uri: str, *, hostname: s
         )
     if cert.not_valid_after_utc < dt.datetime.now(dt.UTC):
         raise PkiError(
-            f"{cert_path} expired on {cert.not_valid_after_utc:%Y-%m-%d}: remove it and {KEY_FILE} to make a new one"
+            f"{cert_path} expired on {cert.not_valid_after_utc:%Y-%m-%d}: remove it and {key_file} to make a new one"
         )
     return ClientIdentity(cert_path=cert_path, key_path=key_path, cert_der=der, application_uri=application_uri)
 

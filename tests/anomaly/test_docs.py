@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -29,6 +30,7 @@ async def test_the_example_site_loads_and_builds_both_detectors(tmp_path: Path) 
     health, bearing = config.anomaly.detectors
     assert health.detector is DetectorKind.ONNX and health.model == "pump-ae"
     assert bearing.asset == "pump2" and bearing.window == 30.0 and len(bearing.features) == 4
+    assert config.anomaly.state_save_interval == 60.0
     recorded: list[Event] = []
 
     async def record(events: list[Event]) -> None:
@@ -41,6 +43,12 @@ async def test_the_example_site_loads_and_builds_both_detectors(tmp_path: Path) 
     assert [e.attrs["model"] for e in recorded] == ["pump-ae@1"]
     assert [w.config.id for w in service._watches["pump1"]] == ["health"]
     assert sorted(w.config.id for w in service._watches["pump2"]) == ["bearing", "health"]
+
+    page = (ROOT / "docs" / "anomaly.md").read_text(encoding="utf-8")
+    shown = re.findall(r"<!-- example: anomaly-twin -->\n```json\n(.*?)```", page, re.DOTALL)
+    documented = json.loads("{" + shown[0] + "}")["anomaly"]["health"]
+    watch = service._watches["pump1"][0]
+    assert set(documented) == set(service._blank_info(watch)), "the page shows the twin's keys"
 
 
 def test_the_page_names_every_cli_command() -> None:

@@ -39,11 +39,32 @@ anomaly:
 """
 
 
+USER = {"username": "operator", "password": "pump station seven"}
+
+
+def client() -> aiohttp.ClientSession:
+    """Keeps the console's session cookie of an IP-address host (the gateway listens on 127.0.0.1)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def sign_in(http: aiohttp.ClientSession, gateway: Gateway) -> None:
+    """The console's first-start setup on a new state directory, a login on one already set up."""
+    token = gateway.config.state_dir / "setup-token"
+    if token.exists():
+        body = {"token": token.read_text().strip(), **USER}
+        async with http.post(f"{gateway.http_url}/api/setup", json=body) as r:
+            assert r.status == 201, await r.text()
+    else:
+        async with http.post(f"{gateway.http_url}/api/login", json=USER) as r:
+            assert r.status == 200, await r.text()
+
+
 async def test_a_blocked_inlet_reaches_the_journal_and_the_twin_api(tmp_path: Path) -> None:
     async with ModbusPlc() as plc:
         config = parse_config(SITE.format(state=tmp_path, port=plc.port), filename="site.yaml")
-        async with Gateway.running(config, clock=SystemClock()) as gateway, aiohttp.ClientSession() as http:
+        async with Gateway.running(config, clock=SystemClock()) as gateway, client() as http:
             assert [name for name, _ in gateway.services()] == ["anomaly"]
+            await sign_in(http, gateway)
 
             async def health() -> dict[str, object] | None:
                 async with http.get(f"{gateway.http_url}/api/twins/pump1") as r:
@@ -62,3 +83,30 @@ async def test_a_blocked_inlet_reaches_the_journal_and_the_twin_api(tmp_path: Pa
     anomalies = [e for e in events if e.kind == "anomaly"]
     assert [(e.source, e.attrs["state"]) for e in anomalies] == [("pump1/health", "start")]
     assert anomalies[0].attrs["top"][0]["feature"] in ("flow.mean", "current.mean", "pressure.mean")
+
+
+async def test_a_restarted_gateway_scores_its_first_windows_on_what_it_learned_before(tmp_path: Path) -> None:
+    async with ModbusPlc() as plc:
+        config = parse_config(SITE.format(state=tmp_path, port=plc.port), filename="site.yaml")
+
+        async def health(gateway: Gateway, http: aiohttp.ClientSession) -> dict[str, object] | None:
+            async with http.get(f"{gateway.http_url}/api/twins/pump1") as r:
+                assert r.status == 200, await r.text()
+                return (await r.json()).get("anomaly", {}).get("health")  # type: ignore[no-any-return]
+
+        async with Gateway.running(config, clock=SystemClock()) as gateway, client() as http:
+            await sign_in(http, gateway)
+            async with asyncio.timeout(4):
+                while (h := await health(gateway, http)) is None or h["score"] is None:  # 8 windows of warm-up
+                    await asyncio.sleep(0.05)
+        # stopped: the service saved what it learned (its interval is a minute: this is the shutdown save)
+        async with Gateway.running(config, clock=SystemClock()) as gateway, client() as http:
+            await sign_in(http, gateway)
+            async with asyncio.timeout(2):
+                while (restored := await health(gateway, http)) is None:
+                    await asyncio.sleep(0.02)
+            assert restored["score"] is not None, "the twin shows the last judgement from before the restart"
+            async with asyncio.timeout(2):
+                while (h := await health(gateway, http))["window_end"] == restored["window_end"]:  # type: ignore[index]
+                    await asyncio.sleep(0.02)
+            assert h is not None and h["score"] is not None, "the first new window is scored: no second warm-up"

@@ -179,7 +179,10 @@ async def test_a_slow_model_never_blocks_the_event_loop(tmp_path: Path) -> None:
         done.set()
     assert service.counters.scored == 6
     assert busy > 0.15, f"the model must be slow for this test to mean anything ({busy:.3f} s)"
-    assert max(lags) < 0.04, f"event loop stalled {max(lags) * 1000:.1f} ms while the model ran {busy:.2f} s"
+    # a call made on the loop would stall it for a whole call (~50 ms); a loaded machine slows the calls and the
+    # loop's scheduling alike, so the bound follows the measured call time there
+    bound = max(0.04, 0.6 * busy / 6)
+    assert max(lags) < bound, f"event loop stalled {max(lags) * 1000:.1f} ms while the model ran {busy:.2f} s"
 
     on_loop: list[float] = []  # the same model called on the loop, as the service never does: the ticker sees it
     done = asyncio.Event()

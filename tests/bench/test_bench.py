@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _bench(tmp_path: Path, *args: str) -> tuple[str, list[dict[str, Any]]]:
+def _bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[str, list[dict[str, Any]]]:
     out = tmp_path / "latest.json"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--seconds", "0.2", "--json", str(out), *args],
-        cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=180, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
@@ -25,7 +26,9 @@ def _bench(tmp_path: Path, *args: str) -> tuple[str, list[dict[str, Any]]]:
 
 def test_every_area_prints_one_table_and_saves_rows_with_same_run_baselines(tmp_path: Path) -> None:
     table, rows = _bench(tmp_path)
-    assert {r["area"] for r in rows} >= {"journal", "modbus", "pipeline"}
+    areas = {r["area"] for r in rows}
+    assert areas >= {"journal", "modbus", "pipeline", "audit", "sync", "opcua", "mqtt", "latency", "memory"}
+    assert "peers" not in areas  # opt-in: it installs and runs a peer gateway
     assert table.splitlines()[0].split()[:3] == ["area", "figure", "value"]
     assert len(table.splitlines()) == len(rows) + 2
     for row in rows:
@@ -36,9 +39,23 @@ def test_every_area_prints_one_table_and_saves_rows_with_same_run_baselines(tmp_
             assert row["baseline_name"], row
             assert row["ratio"] == row["value"] / row["baseline"]
     baselined = {r["area"] for r in rows if r["baseline"] is not None}
-    assert {"journal", "modbus"} <= baselined
+    assert {"journal", "modbus", "opcua", "mqtt", "memory"} <= baselined
 
 
 def test_only_runs_the_named_area(tmp_path: Path) -> None:
     _, rows = _bench(tmp_path, "--only", "journal")
     assert {r["area"] for r in rows} == {"journal"}
+
+
+def test_a_peer_gateway_that_cannot_be_installed_skips_with_its_reason_and_the_table_still_prints(
+    tmp_path: Path,
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the peer's cache folder would go\n")
+    env = {**os.environ, "AVILA_BENCH_CACHE": str(blocked / "cache")}
+    table, rows = _bench(tmp_path, "--only", "peers", env=env)
+    assert len(rows) == 1
+    assert rows[0]["area"] == "peers"
+    assert rows[0]["figure"].startswith("skipped: ")
+    assert "Not a directory" in rows[0]["figure"]
+    assert rows[0]["figure"] in table

@@ -16,7 +16,7 @@ def test_unknown_key_suggests_the_closest_valid_key(problems: Problems, valid: s
 
 def test_unknown_key_without_a_close_match_lists_the_valid_keys(problems: Problems) -> None:
     assert problems("site: {id: a}\nhttp: {zzz: 1}\n") == [
-        "site.yaml:2: http.zzz: unknown key; valid keys here: host, port"
+        "site.yaml:2: http.zzz: unknown key; valid keys here: host, port, tls, cert_file, key_file, names, session_idle"
     ]
 
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,19 +49,38 @@ async def until(predicate: Any, within: float = 20.0, step: float = 0.1) -> None
 
 
 class GatewayProcess:
+    """``avila-edge`` in a subprocess; its output goes to files (a pipe nobody reads would fill up and
+    block a chatty gateway)."""
+
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "avila_edge.cli", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=self._out,
+            stderr=self._err,
             env={**os.environ, **(env or {})},
         )
+
+    def output(self) -> tuple[str, str]:
+        """What it printed so far: stdout, stderr."""
+        texts = []
+        for f in (self._out, self._err):
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+        return texts[0], texts[1]
 
     def stop(self, timeout: float = 20.0) -> tuple[int, str, str]:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out.decode(), err.decode()
+        self.proc.wait(timeout=timeout)
+        out, err = self.output()
+        self.close()
+        return self.proc.returncode, out, err
+
+    def close(self) -> None:
+        self._out.close()
+        self._err.close()
 
 
 @pytest.fixture
@@ -70,7 +90,8 @@ def gateway_process() -> Iterator[list[GatewayProcess]]:
     for g in started:
         if g.proc.poll() is None:
             g.proc.kill()
-            g.proc.communicate()
+            g.proc.wait()
+        g.close()
 
 
 def write_site(tmp: Path, plc_port: int, http_port: int, poll: str = "200ms") -> Path:

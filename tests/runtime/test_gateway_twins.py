@@ -15,6 +15,8 @@ from avila_edge.journal import EntryKind
 from avila_edge.runtime.gateway import Gateway
 from hil.modbus_plc import ModbusPlc
 
+from ..web.site import admin_token, bearer
+
 SITE = """
 site: {{id: twins}}
 state_dir: {state}
@@ -41,7 +43,10 @@ async def test_a_plant_fault_raises_an_alarm_that_is_journaled_and_the_apis_show
     async with ModbusPlc() as plc:
         started = datetime.now(UTC)
         config = parse_config(SITE.format(state=tmp_path, port=plc.port, limit=60), filename="site.yaml")
-        async with Gateway.running(config, clock=SystemClock()) as gateway, aiohttp.ClientSession() as http:
+        async with (
+            Gateway.running(config, clock=SystemClock()) as gateway,
+            aiohttp.ClientSession(headers=bearer(await admin_token(gateway))) as http,
+        ):
             base = gateway.http_url
 
             async def twin() -> dict[str, object]:

@@ -1,0 +1,55 @@
+"""Northbound endpoints: the OPC UA server and the MQTT publisher that PLCs and SCADA use.
+
+``services(...)`` builds the configured ones for ``Gateway.services()``; asyncua and aiomqtt are
+imported only when their section is configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+
+from avila_edge.config.model import GatewayConfig
+from avila_edge.config.secrets import read_secret
+from avila_edge.core import Clock, Event
+from avila_edge.journal import Journal
+from avila_edge.twins.service import TwinService
+
+Service = tuple[str, Callable[[], Coroutine[None, None, None]]]
+
+
+def services(
+    config: GatewayConfig,
+    *,
+    twins: TwinService,
+    journal: Journal,
+    record: Callable[[Sequence[Event]], Awaitable[None]],
+    clock: Clock,
+) -> list[Service]:
+    """The configured northbound endpoints as (task name, coroutine factory)."""
+    found: list[Service] = []
+    north = config.north
+    if north.opcua is not None:
+        from avila_edge.north.opcua_server import OpcUaServer  # noqa: PLC0415 - asyncua only when configured
+
+        passwords = {
+            u.name: read_secret(u.password_file, what=f"OPC UA user {u.name} password") or "" for u in north.opcua.users
+        }
+        server = OpcUaServer(north.opcua, config, twins=twins, journal=journal, record=record, passwords=passwords)
+        found.append(("north.opcua", server.run))
+    if north.mqtt is not None:
+        from avila_edge.north.mqtt_publisher import MqttPublisher  # noqa: PLC0415 - aiomqtt only when configured
+
+        password = read_secret(north.mqtt.password_file, what="MQTT publisher password")
+        publisher = MqttPublisher(north.mqtt, config, twins=twins, journal=journal, record=record, clock=clock,
+                                  password=password)  # fmt: skip
+        found.append(("north.mqtt", publisher.run))
+        if north.mqtt.sparkplug is not None:
+            from avila_edge.north.sparkplug_node import SparkplugNode  # noqa: PLC0415
+
+            node = SparkplugNode(north.mqtt, north.mqtt.sparkplug, config, twins=twins, record=record, clock=clock,
+                                 password=password)  # fmt: skip
+            found.append(("north.sparkplug", node.run))
+    return found
+
+
+__all__ = ["Service", "services"]
