@@ -27,7 +27,7 @@ from aiohttp import web
 from avila_edge.audit import AuditLog, default_origin
 from avila_edge.config.model import GatewayConfig
 from avila_edge.config.secrets import read_secret
-from avila_edge.core import Clock, DeviceRejected, Value
+from avila_edge.core import Backoff, Clock, DeviceRejected, Value
 from avila_edge.driver import DriverPlugin, load_plugins
 from avila_edge.journal import EntryKind, Journal
 from avila_edge.runtime.bundles import BundleStore, Reload
@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 TICK = 1.0
 WATCHDOG_FLUSH_LIMIT = 10.0
+SERVICE_BACKOFF = (1.0, 60.0)
+SERVICE_HEALTHY_AFTER = 60.0
+"""A service that ran this long before failing starts again after the shortest wait."""
 
 
 class Gateway:
@@ -71,6 +74,8 @@ class Gateway:
         self.bundles = BundleStore(config.state_dir, config_path)
         self.reload: Reload | None = None
         self.reload_requested = asyncio.Event()
+        self.service_problems: dict[str, str] = {}
+        """Services that failed and wait to start again: name → why."""
         self.pipeline = Pipeline(config, journal, self.twins)
         self.supervisors = [
             DriverSupervisor(plugins[d.driver].create(d, clock), self.pipeline, clock=clock)
@@ -135,7 +140,9 @@ class Gateway:
                     tasks += [tg.create_task(s.run(), name=f"sink[{s.config.name}]") for s in gateway.sinks]
                     tasks.append(tg.create_task(gateway._tick(), name="twins.tick"))
                     tasks.append(tg.create_task(audit.run(), name="audit.checkpoints"))
-                    tasks += [tg.create_task(run(), name=name) for name, run in gateway.services()]
+                    tasks += [
+                        tg.create_task(gateway._supervise(name, run), name=name) for name, run in gateway.services()
+                    ]
                     tls = await asyncio.to_thread(server_context, config.http, config.state_dir)
                     site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls)
                     await site.start()
@@ -179,6 +186,28 @@ class Gateway:
             services += north.services(self.config, twins=self.twins, journal=self.journal,
                                        record=self.pipeline.record, clock=self.clock)  # fmt: skip
         return services
+
+    async def _supervise(self, name: str, run: Callable[[], Coroutine[None, None, None]]) -> None:
+        """Run a service; when it fails (a port taken, a certificate refused...), log it, show it in
+        ``/healthz`` and start it again with backoff: the drivers and the journal keep going."""
+        backoff = Backoff(SERVICE_BACKOFF[0], SERVICE_BACKOFF[1])
+        while True:
+            started = self.clock.monotonic()
+            try:
+                await run()
+                reason = "ended by itself"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                logger.exception("%s failed; the rest of the gateway keeps running", name)
+            self.service_problems[name] = reason
+            if self.clock.monotonic() - started > SERVICE_HEALTHY_AFTER:
+                backoff.reset()
+            delay = backoff.next_delay()
+            logger.warning("%s starting again in %.1f s after: %s", name, delay, reason)
+            await self.clock.sleep(delay)
+            self.service_problems.pop(name, None)
 
     def request_reload(self, reload: Reload) -> None:
         """Ask whoever runs this gateway to restart it on another configuration (a fleet bundle)."""
@@ -241,6 +270,7 @@ class Gateway:
             problems.append("journal is full")
         if time.monotonic() - self._last_watchdog_ok > 3 * WATCHDOG_FLUSH_LIMIT and self.notifier.watchdog_interval:
             problems.append("journal is not committing")
+        problems += [f"{name} failed: {why}" for name, why in sorted(self.service_problems.items())]
         return problems
 
 
