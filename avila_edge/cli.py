@@ -77,8 +77,9 @@ def _command_groups() -> list[Register]:
     from avila_edge.audit.cli import register as audit  # noqa: PLC0415 - each group loads its own imports
     from avila_edge.fleet.cli import register as fleet  # noqa: PLC0415
     from avila_edge.twins.cli import register as twins  # noqa: PLC0415
+    from avila_edge.update.cli import register as update  # noqa: PLC0415
 
-    return [twins, fleet, audit, model]
+    return [twins, fleet, audit, model, update]
 
 
 def _default_demo_state() -> Path:

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     serial_instrument.add_arguments(
         sub.add_parser("serial-instrument", help="serve the pump plant as a serial NMEA / line instrument on a pty")
     )
+    from hil import scenarios  # noqa: PLC0415
+
+    scenarios.add_arguments(sub.add_parser("scenarios", help="run fault scenarios against a gateway; PASS/FAIL"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.command == "modbus-plc":
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         return coap_nodes.run(args)
     elif args.command == "serial-instrument":
         return serial_instrument.run(args)
+    elif args.command == "scenarios":
+        return scenarios.run(args)
     return 0
 
 
