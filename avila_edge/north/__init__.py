@@ -12,6 +12,7 @@ from avila_edge.config.model import GatewayConfig
 from avila_edge.config.secrets import read_secret
 from avila_edge.core import Clock, Event
 from avila_edge.journal import Journal
+from avila_edge.north.counters import Endpoint, NorthStats, register, running
 from avila_edge.twins.service import TwinService
 
 Service = tuple[str, Callable[[], Coroutine[None, None, None]]]
@@ -27,6 +28,7 @@ def services(
 ) -> list[Service]:
     """The configured northbound endpoints as (task name, coroutine factory)."""
     found: list[Service] = []
+    endpoints: dict[str, Endpoint] = {}
     north = config.north
     if north.opcua is not None:
         from avila_edge.north.opcua_server import OpcUaServer  # noqa: PLC0415 - asyncua only when configured
@@ -36,6 +38,7 @@ def services(
         }
         server = OpcUaServer(north.opcua, config, twins=twins, journal=journal, record=record, passwords=passwords)
         found.append(("north.opcua", server.run))
+        endpoints["opcua"] = server
     if north.mqtt is not None:
         from avila_edge.north.mqtt_publisher import MqttPublisher  # noqa: PLC0415 - aiomqtt only when configured
 
@@ -43,13 +46,16 @@ def services(
         publisher = MqttPublisher(north.mqtt, config, twins=twins, journal=journal, record=record, clock=clock,
                                   password=password)  # fmt: skip
         found.append(("north.mqtt", publisher.run))
+        endpoints["mqtt"] = publisher
         if north.mqtt.sparkplug is not None:
             from avila_edge.north.sparkplug_node import SparkplugNode  # noqa: PLC0415
 
             node = SparkplugNode(north.mqtt, north.mqtt.sparkplug, config, twins=twins, record=record, clock=clock,
                                  password=password)  # fmt: skip
             found.append(("north.sparkplug", node.run))
+            endpoints["sparkplug"] = node
+    register(twins, endpoints)
     return found
 
 
-__all__ = ["Service", "services"]
+__all__ = ["NorthStats", "Service", "running", "services"]

@@ -34,6 +34,7 @@ from avila_edge.core.cancel import CHECK_EVERY
 from avila_edge.journal import EntryKind, Journal
 from avila_edge.north import naming
 from avila_edge.north._changes import next_changes
+from avila_edge.north.counters import NorthStats
 from avila_edge.twins.service import TwinService
 
 if TYPE_CHECKING:
@@ -89,12 +90,17 @@ class MqttPublisher:
         self.status_topic = f"{self.prefix}/status"
         self.connected = False
         self.connects = self.published = self.commands = self.refused_commands = self.errors = 0
+        self.failed_commands = 0
         self._sent: dict[str, bytes] = {}
         self._event_position: int | None = None
 
     def stats(self) -> PublisherStats:
         return PublisherStats(self.connected, self.connects, self.published, self.commands, self.refused_commands,
                               self.errors)  # fmt: skip
+
+    def counters(self) -> NorthStats:
+        return NorthStats(self.connected, int(self.connected), self.connects, self.published, self.commands,
+                          self.refused_commands, self.failed_commands, self.errors)  # fmt: skip
 
     async def run(self) -> None:
         import aiomqtt  # noqa: PLC0415 - loaded only when the publisher is configured
@@ -226,6 +232,7 @@ class MqttPublisher:
             return
         await self.record(events)
         ok = desired.status.value != "failed"
+        self.failed_commands += not ok
         await self._reply(client, reply_to, {"ok": ok, "value": desired.value, "version": desired.version,
                                              "status": desired.status.value, "reason": desired.reason,
                                              "id": command_id})  # fmt: skip

@@ -30,7 +30,7 @@ class Logins(UserManager):
         self._unknown = self._hash(os.urandom(16).hex())
         self._certificates = list(user_certificates)
         self._anonymous = anonymous
-        self.refused = 0
+        self.accepted = self.refused = 0
 
     def _hash(self, password: str) -> bytes:
         return hashlib.pbkdf2_hmac("sha256", password.encode(), self._salt, _PBKDF2_ROUNDS)
@@ -41,6 +41,7 @@ class Logins(UserManager):
         if username is not None:
             expected = self._hashes.get(username, self._unknown)  # the same work for unknown names
             if hmac.compare_digest(self._hash(password or ""), expected) and username in self._hashes:
+                self.accepted += 1
                 return User(role=UserRole.User, name=username)
             self.refused += 1
             logger.warning("OPC UA login refused for user %r: wrong user name or password", username)
@@ -52,9 +53,11 @@ class Logins(UserManager):
             except pki.PkiError:
                 pass
             else:
+                self.accepted += 1
                 cn = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
                 return User(role=UserRole.User, name=f"cert:{cn[0].value!s}" if cn else f"cert:{pki.fingerprint(der)}")
         if self._anonymous:
+            self.accepted += 1
             return User(role=UserRole.User, name=None)
         self.refused += 1
         logger.warning("OPC UA login refused: anonymous logins are off and no user certificate matched")

@@ -30,6 +30,7 @@ from asyncua import ua
 from asyncua.common.node import Node
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.internal_session import SessionState
 from asyncua.server.server import Server
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
@@ -42,6 +43,7 @@ from avila_edge.core import Event, GatewayError, Quality
 from avila_edge.journal import Journal
 from avila_edge.north import naming
 from avila_edge.north._changes import next_changes
+from avila_edge.north.counters import NorthStats
 from avila_edge.north.opcua_history import JournalHistory
 from avila_edge.north.opcua_logins import Logins
 from avila_edge.north.opcua_values import (
@@ -102,6 +104,7 @@ class OpcUaServer:
         self.port = config.port
         self.ready = asyncio.Event()
         self.writes_refused = 0
+        self.writes = self.writes_failed = self.published = self.clients_refused = 0
         self._server: Server | None = None
         self._ns = 0
         self._nodes: dict[str, ua.NodeId] = {}  # "<asset>/<name>" and alarm ids -> node
@@ -111,6 +114,20 @@ class OpcUaServer:
         self._reason_shown: dict[str, str] = {}
         self._writable: dict[ua.NodeId, str] = {}
         self._logins: Logins | None = None
+
+    def counters(self) -> NorthStats:
+        logins = self._logins
+        return NorthStats(self.ready.is_set(), self._sessions(), 0 if logins is None else logins.accepted,
+                          self.published, self.writes, self.writes_refused, self.writes_failed,
+                          self.clients_refused + (0 if logins is None else logins.refused))  # fmt: skip
+
+    def _sessions(self) -> int:
+        """Client sessions open now (asyncua keeps them by authentication token)."""
+        server = self._server
+        if server is None or not self.ready.is_set():
+            return 0
+        sessions: dict[object, object] = getattr(server.iserver, "_external_sessions", {})
+        return sum(1 for s in sessions.values() if getattr(s, "state", None) is not SessionState.Closed)
 
     @property
     def endpoint(self) -> str:
@@ -304,6 +321,7 @@ class OpcUaServer:
             dv = data_value(value, quality, reason, int(v["ts_source"]), int(v["ts_gateway"]), STATUS_NAMES,
                              kind=self._kinds[key])  # fmt: skip
             await server.write_attribute_value(node, dv)
+            self.published += 1
             if self._reason_shown.get(key) != reason:
                 self._reason_shown[key] = reason
                 text = ua.DataValue(ua.Variant(reason, ua.VariantType.String))
@@ -321,6 +339,7 @@ class OpcUaServer:
     async def _write_desired(self, point: str, item: ua.WriteValue, user: User) -> ua.StatusCode:
         asset, _, name = point.partition("/")
         who = user.name
+        self.writes += 1
         if who is None:
             self.writes_refused += 1
             logger.warning("OPC UA write to %s refused: anonymous sessions may not write", point)
@@ -345,6 +364,7 @@ class OpcUaServer:
             return status(StatusCodes.BadInvalidArgument)
         await self.record(events)
         if desired.status is WriteStatus.FAILED:
+            self.writes_failed += 1
             logger.warning("OPC UA write to %s by %s failed at the device: %s", point, who, desired.reason)
             return status(StatusCodes.BadDeviceFailure)
         return status(StatusCodes.Good)
@@ -356,6 +376,7 @@ class OpcUaServer:
             trusted = await asyncio.to_thread(pki.load_trusted, paths)
             await asyncio.to_thread(pki.check_server_certificate, der, trusted)
         except pki.PkiError:
+            self.clients_refused += 1
             saved = await asyncio.to_thread(pki.reject, self.certificate_dir, der)
             logger.warning(
                 "OPC UA client %s (%s) refused: its certificate %s is not trusted; saved to %s for review",

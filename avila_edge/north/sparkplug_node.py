@@ -27,6 +27,7 @@ from avila_edge.config.model import GatewayConfig
 from avila_edge.config.north import MqttPublisherConfig, SparkplugConfig
 from avila_edge.core import Backoff, Clock, Event, GatewayError, Value, check_cancelled
 from avila_edge.north._changes import next_changes
+from avila_edge.north.counters import NorthStats
 from avila_edge.north.mqtt_publisher import broker_client
 from avila_edge.twins.service import TwinService
 from drivers.mqtt import sparkplug as sp
@@ -71,6 +72,11 @@ class SparkplugNode:
         self.births = 0
         self.refused_commands = 0
         self.connected = False
+        self.connects = self.published = self.commands = self.failed_commands = self.errors = 0
+
+    def counters(self) -> NorthStats:
+        return NorthStats(self.connected, int(self.connected), self.connects, self.published, self.commands,
+                          self.refused_commands, self.failed_commands, self.errors)  # fmt: skip
 
     def topic(self, kind: str, device: str | None = None) -> str:
         return str(sp.Topic(self.group, kind, self.node, device))
@@ -90,6 +96,7 @@ class SparkplugNode:
                     async with broker_client(self.config, identifier=identifier, password=self._password,
                                              will=will) as client:  # fmt: skip
                         self.connected = True
+                        self.connects += 1
                         backoff.reset()
                         try:
                             await self._session(client, queue)
@@ -99,6 +106,7 @@ class SparkplugNode:
                                     await client.publish(self.topic("NDEATH"), death, qos=1)
                             raise
                 except* aiomqtt.MqttError as group:
+                    self.errors += 1
                     logger.warning("Sparkplug node %s/%s: %s; retrying in %.1f s", self.group, self.node,
                                    group.exceptions[0], delay)  # fmt: skip
                 finally:
@@ -135,6 +143,7 @@ class SparkplugNode:
             sp.encode_metric(name=sp.REBIRTH_METRIC, timestamp=now, datatype=sp.DataType.BOOLEAN, value=False),
         ]
         await client.publish(self.topic("NBIRTH"), sp.encode_payload(timestamp=now, metrics=metrics, seq=0), qos=0)
+        self.published += 1
         self._sent.clear()
         for asset in self.twins.assets():
             await self._device_birth(client, asset)
@@ -152,6 +161,7 @@ class SparkplugNode:
         self._born[asset] = set(values)
         payload = sp.encode_payload(timestamp=self._now_ms(), metrics=metrics, seq=self._next_seq())
         await client.publish(self.topic("DBIRTH", asset), payload, qos=0)
+        self.published += 1
 
     async def _data(self, client: aiomqtt.Client, asset: str) -> None:
         values = self._values(asset)
@@ -170,6 +180,7 @@ class SparkplugNode:
         if metrics:
             payload = sp.encode_payload(timestamp=self._now_ms(), metrics=metrics, seq=self._next_seq())
             await client.publish(self.topic("DDATA", asset), payload, qos=0)
+            self.published += 1
 
     def _values(self, asset: str) -> dict[str, tuple[object, int]]:
         """Every point of the asset (configured ones even before a first reading) and derived value."""
@@ -214,11 +225,14 @@ class SparkplugNode:
             try:
                 decoded = sp.decode_payload(payload)
             except sp.SparkplugError as exc:
+                self.commands += 1
                 self._refuse(topic, payload, f"not a Sparkplug B payload ({exc})")
                 continue
             parsed = sp.parse_topic(topic)
             if parsed is None:
                 continue
+            if parsed.message_type in ("NCMD", "DCMD"):
+                self.commands += len(decoded.metrics) if parsed.message_type == "DCMD" else 1
             if parsed.message_type == "NCMD":
                 metric = decoded.metric(sp.REBIRTH_METRIC)
                 if metric is not None and metric.value() is True:
@@ -246,12 +260,13 @@ class SparkplugNode:
                 continue
             desired_value: Value = value
             try:
-                _desired, events = await self.twins.set_desired(asset, key[1], desired_value, expected_version=None,
+                desired, events = await self.twins.set_desired(asset, key[1], desired_value, expected_version=None,
                                                                 by="sparkplug")  # fmt: skip
             except GatewayError as exc:
                 self._refuse(topic, payload, str(exc))
                 continue
             await self.record(events)
+            self.failed_commands += desired.status.value == "failed"
 
     def _refuse(self, topic: str, payload: bytes, why: str) -> None:
         self.refused_commands += 1

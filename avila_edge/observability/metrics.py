@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from avila_edge.north import counters as north
+
 if TYPE_CHECKING:
     from avila_edge.runtime.gateway import Gateway
 
@@ -68,6 +70,36 @@ class GatewayCollector(Collector):
         alarms = GaugeMetricFamily("avila_edge_alarms_active", "Alarms active now (acknowledged or not)")
         alarms.add_metric([], sum(1 for a in g.twins.alarms() if a.active))
         yield alarms
+        yield from _north(north.running(g.twins))
+
+
+def _north(endpoints: dict[str, north.NorthStats]) -> Iterator[Metric]:
+    """The northbound endpoints (label ``endpoint``: opcua, mqtt, sparkplug), only those configured."""
+    label = ["endpoint"]
+    connected = GaugeMetricFamily(
+        "avila_edge_north_connected", "1 while the endpoint serves or is connected", labels=label
+    )
+    sessions = GaugeMetricFamily("avila_edge_north_sessions", "Client sessions open now (MQTT: 1 while connected)",
+                                 labels=label)  # fmt: skip
+    connects = CounterMetricFamily("avila_edge_north_connects", "Broker connections made, OPC UA logins accepted",
+                                   labels=label)  # fmt: skip
+    published = CounterMetricFamily("avila_edge_north_published", "Messages published, OPC UA value updates",
+                                    labels=label)  # fmt: skip
+    commands = CounterMetricFamily("avila_edge_north_commands", "Set commands received by outcome",
+                                   labels=["endpoint", "outcome"])  # fmt: skip
+    errors = CounterMetricFamily("avila_edge_north_errors", "Broker connection failures, refused OPC UA logins "
+                                 "and client certificates", labels=label)  # fmt: skip
+    for name, s in sorted(endpoints.items()):
+        connected.add_metric([name], 1.0 if s.connected else 0.0)
+        sessions.add_metric([name], s.sessions)
+        connects.add_metric([name], s.connects)
+        published.add_metric([name], s.published)
+        accepted = s.commands - s.refused_commands - s.failed_commands
+        for outcome, n in (("accepted", accepted), ("refused", s.refused_commands), ("failed", s.failed_commands)):
+            commands.add_metric([name, outcome], n)
+        errors.add_metric([name], s.errors)
+    if endpoints:
+        yield from (connected, sessions, connects, published, commands, errors)
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

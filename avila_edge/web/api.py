@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ class AssetInfo(msgspec.Struct, frozen=True):
     type: str
     parent: str | None
     points: list[str]
+    writable: list[str]
 
 
 class Site(msgspec.Struct, frozen=True):
@@ -121,6 +123,22 @@ class EventView(msgspec.Struct, frozen=True):
 class Events(msgspec.Struct, frozen=True):
     events: list[EventView]
     next: int
+
+
+class AnomalyView(EventView, frozen=True):
+    acked: bool
+    acked_by: str | None
+
+
+class Anomalies(msgspec.Struct, frozen=True):
+    events: list[AnomalyView]
+    next: int
+
+
+class AnomalyAcked(msgspec.Struct, frozen=True):
+    seq: int
+    source: str
+    by: str
 
 
 class AlarmView(msgspec.Struct, frozen=True):
@@ -204,10 +222,21 @@ def _asset_or_404(g: Gateway, asset: str) -> dict[str, object]:
 # -- site, twins, desired values ------------------------------------------------------------------
 
 
+def _points_of(g: Gateway, asset: str) -> list[str]:
+    return [p for p in g.point_ids if p.startswith(f"{asset}/")]
+
+
+def _writable(g: Gateway, asset: str) -> list[str]:
+    """Names an operator can set on ``asset``: its points marked ``writable: true`` (a twin type's writable
+    property is settable only through such a point, so it is listed when its point is writable)."""
+    return [p.id.removeprefix(f"{asset}/") for d in g.config.devices for p in d.points
+            if p.writable and p.id.startswith(f"{asset}/")]  # fmt: skip
+
+
 async def site(request: web.Request) -> web.Response:
     g = request.app[GATEWAY]
     assets = [
-        AssetInfo(a.id, a.name or a.id, a.type, a.parent, [p for p in g.point_ids if p.startswith(f"{a.id}/")])
+        AssetInfo(a.id, a.name or a.id, a.type, a.parent, _points_of(g, a.id), _writable(g, a.id))
         for a in g.config.assets
     ]
     return reply(Site(SiteInfo(g.config.site.id, g.config.site.name), assets))
@@ -320,11 +349,58 @@ async def events(request: web.Request) -> web.Response:
     return reply(await _events(g, kind=kind, after=after, limit=limit))
 
 
+async def _anomaly_acks(g: Gateway, after: int) -> dict[int, str]:
+    """Anomaly seq → who acknowledged it, from the ``anomaly_ack`` events journaled after seq ``after``."""
+    acks: dict[int, str] = {}
+    position, end = max(after + 1, g.journal.first_seq), g.journal.next_seq
+    while position < end:
+        batch = await g.journal.read(position, 1000, kinds=[EntryKind.EVENT])
+        if not batch:
+            break
+        for entry in batch:
+            event = entry.event()
+            seq = event.attrs.get("seq")
+            if event.kind == "anomaly_ack" and isinstance(seq, int):
+                acks.setdefault(seq, str(event.attrs.get("by", "")))
+        position = batch[-1].seq + 1
+    return acks
+
+
 async def anomalies(request: web.Request) -> web.Response:
     g = request.app[GATEWAY]
     after = int_param(request, "after", -1, -1, 2**62) if "after" in request.query else None
     limit = int_param(request, "limit", 100, 1, MAX_EVENTS)
-    return reply(await _events(g, kind="anomaly", after=after, limit=limit))
+    found = await _events(g, kind="anomaly", after=after, limit=limit)
+    acks = await _anomaly_acks(g, min((e.seq for e in found.events if e.seq is not None), default=g.journal.next_seq))
+    views = [
+        AnomalyView(e.seq, e.kind, e.source, e.ts, e.attrs, acked=e.seq in acks, acked_by=acks.get(e.seq or -1))
+        for e in found.events
+    ]
+    return reply(Anomalies(views, found.next))
+
+
+_ACK_LOCKS: weakref.WeakKeyDictionary[Gateway, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def acknowledge_anomaly(request: web.Request) -> web.Response:
+    g = request.app[GATEWAY]
+    try:
+        seq = int(request.match_info["seq"])
+    except ValueError:
+        return problem(404, f"no anomaly event {request.match_info['seq']!r}")
+    if not g.journal.first_seq <= seq < g.journal.next_seq:
+        return problem(404, f"no anomaly event at seq {seq}")
+    found = await g.journal.read(seq, 1, kinds=[EntryKind.EVENT])
+    if not found or found[0].seq != seq or (anomaly := found[0].event()).kind != "anomaly":
+        return problem(404, f"journal entry {seq} is not an anomaly event")
+    by = caller_of(request).by
+    async with _ACK_LOCKS.setdefault(g, asyncio.Lock()):  # one check-and-journal at a time: no double acks
+        earlier = (await _anomaly_acks(g, seq)).get(seq)
+        if earlier is not None:
+            return problem(409, f"anomaly {seq} ({anomaly.source}) is already acknowledged by {earlier}")
+        ack = Event(kind="anomaly_ack", source=anomaly.source, ts=g.clock.now_ns(), attrs={"seq": seq, "by": by})
+        await g.pipeline.record([ack])
+    return reply(AnomalyAcked(seq, anomaly.source, by))
 
 
 async def alarms(request: web.Request) -> web.Response:
@@ -454,8 +530,13 @@ OPERATIONS = [
     Operation("POST", "/api/alarms/{asset}/{alarm}/ack", acknowledge, "operator", "Acknowledge an alarm", "data",
               params=(_ASSET, Param("alarm", {"type": "string"}, "path", "alarm id", required=True)),
               response=dict[str, str], errors={404: "no asset or alarm", 409: "nothing to acknowledge"}),
-    Operation("GET", "/api/anomalies", anomalies, "viewer", "Journal events of kind `anomaly`", "data",
-              params=(_AFTER, _LIMIT), response=Events),
+    Operation("GET", "/api/anomalies", anomalies, "viewer", "Journal events of kind `anomaly`, each with "
+              "`acked` and `acked_by`", "data", params=(_AFTER, _LIMIT), response=Anomalies),
+    Operation("POST", "/api/anomalies/{seq}/ack", acknowledge_anomaly, "operator", "Acknowledge an anomaly "
+              "(journals an `anomaly_ack` event)", "data",
+              params=(Param("seq", {"type": "integer", "minimum": 0}, "path", "journal seq of the anomaly event",
+                            required=True),),
+              response=AnomalyAcked, errors={404: "no anomaly event at that seq", 409: "already acknowledged"}),
     Operation("GET", "/api/sync", sync, "viewer", "Journal, cursors, uplinks and sinks", "data", response=Sync),
     Operation("GET", "/api/drivers", drivers, "viewer", "Health of every driver with restarts", "data",
               response=Drivers),

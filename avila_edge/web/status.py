@@ -13,6 +13,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 import avila_edge
+from avila_edge.north import counters as north
 from avila_edge.web.routing import GATEWAY, Operation, reply
 
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
@@ -56,6 +57,7 @@ async def status(request: web.Request) -> web.Response:
             else {"origin": g.audit.origin, "tree_size": g.audit.size, "problem": g.audit.problem},
             "uplinks": [msgspec.to_builtins(u.stats()) for u in g.uplinks],
             "sinks": [msgspec.to_builtins(s.stats()) for s in g.sinks],
+            "north": {name: msgspec.to_builtins(s) for name, s in north.running(g.twins).items()},
         }
     )
 
@@ -109,8 +111,8 @@ class Health(msgspec.Struct, frozen=True):
 
 
 OPERATIONS = [
-    Operation("GET", "/status", status, "loopback", "Points, journal, cursors, drivers, pipeline, audit, sync", "ops",
-              response=dict[str, Any]),
+    Operation("GET", "/status", status, "loopback", "Points, journal, cursors, drivers, pipeline, audit, sync, "
+              "north", "ops", response=dict[str, Any]),
     Operation("GET", "/metrics", metrics, "loopback", "Prometheus text (OpenMetrics when asked with Accept)", "ops",
               content="text/plain"),
     Operation("GET", "/healthz", healthz, "open", "Whether the gateway is healthy (503 when not)", "ops",

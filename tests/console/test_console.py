@@ -18,7 +18,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright, expect
 
 from avila_edge.config import parse_config
-from avila_edge.core import SystemClock
+from avila_edge.core import Event, SystemClock
+from avila_edge.journal import EntryKind
 from avila_edge.runtime.gateway import Gateway
 from hil.modbus_plc import ModbusPlc
 
@@ -289,6 +290,8 @@ async def test_a_setpoint_set_from_the_console_is_written_to_the_plc_and_confirm
     try:
         page = s.page
         await page.goto("/#/asset/pump1")
+        names = page.locator(sel("desired-name") + " option")
+        await expect(names).to_have_text(["speed_setpoint"])  # only the writable points are offered
         await page.select_option(sel("desired-name"), "speed_setpoint")
         await page.fill(sel("desired-value-input"), str(SETPOINT))
         await page.click(sel("desired-submit"))
@@ -329,6 +332,36 @@ async def test_an_alarm_from_a_plant_fault_is_acknowledged_in_the_console(
     finally:
         console.plc.plant.clear_faults()
         await s.context.close()
+
+
+async def test_an_anomaly_is_acknowledged_by_an_operator_and_a_viewer_cannot(
+    console: Console, users: dict[str, str]
+) -> None:
+    g = console.gateway
+    attrs = {"active": True, "score": 5.5, "threshold": 3.0}
+    await g.pipeline.record([Event(kind="anomaly", source="pump1/vibration_z", ts=g.clock.now_ns(), attrs=attrs)])
+    viewer = await login(console, users["viewer"], f"{users['viewer']}-secret-pw")
+    try:
+        await viewer.page.goto("/#/alarms")
+        row = viewer.page.locator(sel("anomaly-row"), has_text="pump1/vibration_z")
+        await expect(row).to_be_visible()
+        await expect(row.locator(sel("anomaly-ack"))).to_have_count(0)
+    finally:
+        await viewer.context.close()
+    s = await login(console, users["operator"], f"{users['operator']}-secret-pw")
+    try:
+        page = s.page
+        await page.goto("/#/alarms")
+        row = page.locator(sel("anomaly-row"), has_text="pump1/vibration_z")
+        await row.locator(sel("anomaly-ack")).click()
+        await expect(row.locator(sel("anomaly-acked"))).to_have_text(f"by {users['operator']}")
+        await expect(row.locator(sel("anomaly-ack"))).to_have_count(0)
+        await console.screenshot(page, "anomalies")  # the acknowledgement column fits a phone too
+    finally:
+        await s.context.close()
+    await g.journal.flush()
+    acks = [e.event() for e in await g.journal.read(g.journal.first_seq, 100_000, kinds=[EntryKind.EVENT])]
+    assert [(e.source, e.attrs["by"]) for e in acks if e.kind == "anomaly_ack"] == [("pump1/vibration_z", "op-anna")]
 
 
 async def test_a_viewer_sees_values_but_no_set_or_acknowledge_controls(console: Console, users: dict[str, str]) -> None:

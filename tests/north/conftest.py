@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from avila_edge.config import parse_config
 from avila_edge.core import SystemClock
@@ -53,6 +56,18 @@ async def gateway_with(tmp_path: Path, north: Callable[[int], str]) -> AsyncIter
         config = parse_config(site(tmp_path / "state", plc.port, north(port)), filename="site.yaml")
         async with Gateway.running(config, clock=SystemClock()) as gateway:
             yield gateway, plc, port
+
+
+async def north_figures(gateway: Gateway) -> tuple[dict[str, Any], str]:
+    """The ``north`` part of ``/status`` and the ``/metrics`` text, over HTTP (open on loopback)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{gateway.http_url}/status") as r:
+            assert r.status == 200, await r.text()
+            north: dict[str, Any] = (await r.json())["north"]
+        async with http.get(f"{gateway.http_url}/metrics") as r:
+            assert r.status == 200, await r.text()
+            metrics = await r.text()
+    return north, metrics
 
 
 async def until(predicate: Callable[[], bool], within: float = WITHIN) -> None:

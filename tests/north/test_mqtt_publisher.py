@@ -11,7 +11,7 @@ from typing import Any
 
 from hil.mosquitto import Mosquitto
 
-from .conftest import WITHIN, gateway_with, until
+from .conftest import WITHIN, gateway_with, north_figures, until
 
 P = "avila/plant7"
 
@@ -133,6 +133,16 @@ async def test_malformed_commands_are_answered_with_errors_and_survived(tmp_path
                 assert (await sub.wait_for(f"{P}/pump1/set/speed/result"))["ok"] is True
                 await until(lambda: plc.plant.speed_setpoint == 1111)
                 assert plc.plant.speed_setpoint != 777
+            figures, metrics = await north_figures(gateway)
+            mqtt = figures["mqtt"]
+            assert set(figures) == {"mqtt"}
+            assert (mqtt["connected"], mqtt["sessions"], mqtt["connects"], mqtt["errors"]) == (True, 1, 1, 0)
+            assert mqtt["refused_commands"] == len(MALFORMED) + 1  # and the retained one
+            assert (mqtt["commands"], mqtt["failed_commands"]) == (len(MALFORMED) + 2, 0)
+            assert mqtt["published"] > len(MALFORMED) + 2  # the results, the state and the points
+            assert 'avila_edge_north_commands_total{endpoint="mqtt",outcome="refused"} 13.0' in metrics
+            assert 'avila_edge_north_commands_total{endpoint="mqtt",outcome="accepted"} 1.0' in metrics
+            assert 'avila_edge_north_connected{endpoint="mqtt"} 1.0' in metrics
             publisher_tasks = [t for t in asyncio.all_tasks() if t.get_name() == "north.mqtt"]
             assert publisher_tasks and not publisher_tasks[0].done()
             assert gateway.journal.next_seq > 0

@@ -19,7 +19,7 @@ from avila_edge.core import Quality
 from avila_edge.north import naming
 from drivers.opcua import pki
 
-from .conftest import WITHIN, gateway_with, until
+from .conftest import WITHIN, gateway_with, north_figures, until
 
 NS = "urn:avila-edge:site:plant7"
 
@@ -144,6 +144,14 @@ async def test_a_scada_client_browses_subscribes_writes_a_setpoint_that_reaches_
             with pytest.raises(ua.UaStatusCodeError) as mismatch:
                 await speed.write_value(ua.DataValue(ua.Variant("fast", ua.VariantType.String)))
             assert mismatch.value.code == ua.StatusCodes.BadTypeMismatch
+            figures, metrics = await north_figures(gateway)
+            opcua = figures["opcua"]
+            assert (opcua["connected"], opcua["sessions"], opcua["connects"], opcua["errors"]) == (True, 1, 1, 0)
+            assert (opcua["commands"], opcua["refused_commands"], opcua["failed_commands"]) == (2, 1, 0)
+            assert opcua["published"] > 0
+            assert 'avila_edge_north_sessions{endpoint="opcua"} 1.0' in metrics
+            assert 'avila_edge_north_commands_total{endpoint="opcua",outcome="accepted"} 1.0' in metrics
+            assert 'avila_edge_north_commands_total{endpoint="opcua",outcome="refused"} 1.0' in metrics
 
             await gateway.journal.flush()
             start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
@@ -199,7 +207,7 @@ async def test_a_user_certificate_logs_in_and_may_write(tmp_path: Path) -> None:
 
 
 async def test_no_security_anonymous_untrusted_clients_and_wrong_passwords_are_refused(tmp_path: Path) -> None:
-    async with gateway_with(tmp_path, north(tmp_path)) as (_gateway, _plc, port):
+    async with gateway_with(tmp_path, north(tmp_path)) as (gateway, _plc, port):
         await wait_listening(port)
         url = f"opc.tcp://127.0.0.1:{port}/avila-edge"
         probe = Client(url, timeout=5)
@@ -222,6 +230,10 @@ async def test_no_security_anonymous_untrusted_clients_and_wrong_passwords_are_r
             async with untrusted:
                 pass
         assert list((tmp_path / "state" / "opcua-server" / "rejected").glob("*.der"))
+        figures, metrics = await north_figures(gateway)
+        assert figures["opcua"]["errors"] == 2  # the wrong password and the untrusted certificate
+        assert figures["opcua"]["sessions"] == 0
+        assert 'avila_edge_north_errors_total{endpoint="opcua"} 2.0' in metrics
 
 
 async def test_anonymous_readers_when_configured_may_read_but_not_write(tmp_path: Path) -> None:

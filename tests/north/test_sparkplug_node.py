@@ -11,7 +11,7 @@ from pathlib import Path
 from drivers.mqtt import sparkplug as sp
 from hil.mosquitto import Mosquitto
 
-from .conftest import WITHIN, gateway_with, until
+from .conftest import WITHIN, gateway_with, north_figures, until
 
 G, N = "plants", "plant7"
 
@@ -108,5 +108,12 @@ async def test_births_data_rebirth_and_a_device_command_that_reaches_the_plc(tmp
                 await publish_file(broker, f"spBv1.0/{G}/DCMD/{N}/pump1",
                                    sp.encode_payload(timestamp=0, metrics=[alias_cmd]), tmp_path)  # fmt: skip
                 await until(lambda: plc.plant.speed_setpoint == 1550)
+                figures, metrics = await north_figures(_gateway)
+                node = figures["sparkplug"]
+                assert (node["connected"], node["connects"], node["errors"]) == (True, 1, 0)
+                assert (node["commands"], node["refused_commands"], node["failed_commands"]) == (4, 1, 0)
+                assert node["published"] >= 5  # two NBIRTHs, two DBIRTHs, DDATA
+                assert figures["mqtt"]["connected"] is True
+                assert 'avila_edge_north_commands_total{endpoint="sparkplug",outcome="refused"} 1.0' in metrics
             death = await sub.wait_for(f"spBv1.0/{G}/NDEATH/{N}")  # sent as the session ends
             assert death.metric(sp.BDSEQ_METRIC) is not None

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from avila_edge.core import Event
 from avila_edge.runtime.gateway import Gateway
 from avila_edge.web import live
 from avila_edge.web.app import OPENAPI_PATH, operations
@@ -58,7 +59,7 @@ async def test_site_twins_points_drivers_and_sync_describe_the_running_gateway(a
         "site": {"id": "api", "name": "API test site"},
         "assets": [
             {"id": "pump1", "name": "Pump 1", "type": "pump", "parent": None,
-             "points": ["pump1/flow", "pump1/setpoint"]},
+             "points": ["pump1/flow", "pump1/setpoint"], "writable": ["setpoint"]},
         ],
     }  # fmt: skip
     (twin,) = (await api.get("/api/twins"))["assets"]
@@ -125,6 +126,37 @@ async def test_desired_values_and_acknowledgements_are_journaled_as_events(api: 
     later = await api.get(f"/api/events?after={events['next']}")
     assert all(e["seq"] > events["next"] for e in later["events"])
     assert (await api.get("/api/anomalies"))["events"] == []
+
+
+async def test_an_anomaly_is_acknowledged_once_by_an_operator_and_shown_as_acked(api: Api) -> None:
+    g = api.gateway
+    await g.pipeline.record([
+        Event(kind="anomaly", source="pump1/flow_z", ts=g.clock.now_ns(), attrs={"score": 4.2, "active": True}),
+        Event(kind="alarm", source="pump1/high_flow", ts=g.clock.now_ns(), attrs={"transition": "raised"}),
+    ])  # fmt: skip
+    (anomaly,) = (await api.get("/api/anomalies"))["events"]
+    assert (anomaly["source"], anomaly["acked"], anomaly["acked_by"]) == ("pump1/flow_z", False, None)
+    seq = anomaly["seq"]
+    viewer = (await api.send("POST", "/api/tokens", {"name": "screen", "role": "viewer"}, 201))["token"]
+    async with aiohttp.ClientSession(headers=bearer(viewer)) as http:
+        async with http.post(f"{g.http_url}/api/anomalies/{seq}/ack") as r:
+            assert r.status == 403
+    acked = await api.send("POST", f"/api/anomalies/{seq}/ack", None, 200)
+    assert acked == {"seq": seq, "source": "pump1/flow_z", "by": "token:tests"}
+    assert (
+        "already acknowledged by token:tests"
+        in (await api.send("POST", f"/api/anomalies/{seq}/ack", None, 409))["error"]
+    )
+    assert (await api.send("POST", f"/api/anomalies/{seq + 1}/ack", None, 404))["error"].endswith(
+        "not an anomaly event"
+    )
+    await api.send("POST", "/api/anomalies/99999999/ack", None, 404)
+    await api.send("POST", "/api/anomalies/x/ack", None, 404)
+    (shown,) = (await api.get("/api/anomalies"))["events"]
+    assert (shown["acked"], shown["acked_by"]) == (True, "token:tests")
+    (ack,) = (await api.get("/api/events?kind=anomaly_ack"))["events"]
+    assert ack["attrs"] == {"seq": seq, "by": "token:tests"}
+    assert ack["source"] == "pump1/flow_z"
 
 
 async def test_live_stream_delivers_a_twin_change_and_journal_events(api: Api) -> None:

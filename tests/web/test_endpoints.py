@@ -96,6 +96,7 @@ async def test_status_shows_every_configured_point_with_its_latest_committed_rea
     )
     assert status["pipeline"]["accepted"] == 3
     assert status["pipeline"]["rejected"] == 0
+    assert status["north"] == {}  # no northbound endpoint configured
 
 
 async def test_metrics_read_pipeline_journal_cursor_driver_and_quality_state_at_scrape_time(
@@ -121,6 +122,7 @@ async def test_metrics_read_pipeline_journal_cursor_driver_and_quality_state_at_
     assert m[("avila_edge_points", (("quality", "good"),))] == 1
     assert m[("avila_edge_points", (("quality", "none"),))] == 1
     assert m[("avila_edge_alarms_active", ())] == 0
+    assert not any(name.startswith("avila_edge_north_") for name, _ in m)  # none configured: no north families
     assert later[("avila_edge_journal_next_seq", ())] >= m[("avila_edge_journal_next_seq", ())]
 
 

@@ -362,6 +362,24 @@ async function assetPage(ctx, id) {
 
 // -- alarms and anomalies -----------------------------------------------------------------------
 
+// An anomaly's acknowledgement: who acknowledged it, or (for operators) the button that does.
+function anomalyAck(ctx, e, after) {
+  if (e.acked) return h("span", { test: "anomaly-acked" }, `by ${e.acked_by || "?"}`);
+  if (!ctx.session.can("operator")) return h("span", { class: "muted" }, "no");
+  return h("button", {
+    class: "small", test: "anomaly-ack", "data-seq": String(e.seq),
+    onclick: async (ev) => {
+      ev.target.disabled = true;
+      try {
+        await api("POST", `/api/anomalies/${encodeURIComponent(e.seq)}/ack`);
+        await after();
+      } catch (exc) {
+        ev.target.replaceWith(message(errorText(exc), "error", "anomaly-error"));
+      }
+    },
+  }, "Acknowledge");
+}
+
 async function alarmsPage(ctx) {
   const alarmsBox = h("div", {});
   const anomaliesBox = h("div", {});
@@ -378,13 +396,14 @@ async function alarmsPage(ctx) {
           ["ts", "time", (e) => fmtTime(e.ts)],
           ["source", "source"],
           ["attrs", "details", (e) => Object.entries(e.attrs || {}).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ")],
+          ["acked", "acknowledged", (e) => anomalyAck(ctx, e, refresh)],
         ], "anomalies-table", () => "anomaly-row")
       : h("p", { class: "muted", test: "anomalies-none" }, "No anomalies recorded."));
   };
   await refresh();
   let timer = null;
   ctx.live((kind, data) => {
-    if (kind === "event" && (data.kind === "alarm" || data.kind === "anomaly")) {
+    if (kind === "event" && (data.kind === "alarm" || data.kind === "anomaly" || data.kind === "anomaly_ack")) {
       clearTimeout(timer);
       timer = setTimeout(() => refresh().catch(() => {}), 150);
     }
