@@ -12,7 +12,7 @@ from avila_edge.config.model import GatewayConfig
 from avila_edge.config.secrets import read_secret
 from avila_edge.core import Clock, Event
 from avila_edge.journal import Journal
-from avila_edge.north.counters import Endpoint, NorthStats, register, running
+from avila_edge.north.counters import Endpoint, NorthStats
 from avila_edge.twins.service import TwinService
 
 Service = tuple[str, Callable[[], Coroutine[None, None, None]]]
@@ -25,8 +25,9 @@ def services(
     journal: Journal,
     record: Callable[[Sequence[Event]], Awaitable[None]],
     clock: Clock,
-) -> list[Service]:
-    """The configured northbound endpoints as (task name, coroutine factory)."""
+) -> tuple[list[Service], dict[str, Endpoint]]:
+    """The configured northbound endpoints as (task name, coroutine factory), and the endpoints by
+    name (``opcua``, ``mqtt``, ``sparkplug``) for their counters."""
     found: list[Service] = []
     endpoints: dict[str, Endpoint] = {}
     north = config.north
@@ -54,8 +55,7 @@ def services(
                                  password=password)  # fmt: skip
             found.append(("north.sparkplug", node.run))
             endpoints["sparkplug"] = node
-    register(twins, endpoints)
-    return found
+    return found, endpoints
 
 
-__all__ = ["NorthStats", "Service", "running", "services"]
+__all__ = ["Endpoint", "NorthStats", "Service", "services"]

@@ -1,19 +1,15 @@
-"""Counters of the northbound endpoints, and where ``/status`` and ``/metrics`` find them.
+"""Counters of the northbound endpoints.
 
-Every endpoint keeps plain integer counters (no locking: one event loop) and answers ``stats()`` with
-a ``NorthStats``. ``services(...)`` files the endpoints it builds under the gateway's ``TwinService``,
-so the operations endpoints reach them with ``running(twins)`` without holding a reference that
-would outlive the gateway.
+Every endpoint keeps plain integer counters (no locking: one event loop) and answers ``counters()``
+with a ``NorthStats``; the gateway holds the endpoints it runs (``Gateway.north``), and ``/status``
+and ``/metrics`` read them through ``Gateway.north_stats()``.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Protocol
 
 import msgspec
-
-from avila_edge.twins.service import TwinService
 
 
 class NorthStats(msgspec.Struct, frozen=True):
@@ -42,17 +38,4 @@ class Endpoint(Protocol):
     def counters(self) -> NorthStats: ...
 
 
-_RUNNING: weakref.WeakKeyDictionary[TwinService, dict[str, Endpoint]] = weakref.WeakKeyDictionary()
-
-
-def register(twins: TwinService, endpoints: dict[str, Endpoint]) -> None:
-    """File the endpoints built for the gateway whose twins are ``twins`` (replacing earlier ones)."""
-    _RUNNING[twins] = dict(endpoints)
-
-
-def running(twins: TwinService) -> dict[str, NorthStats]:
-    """``{"opcua"|"mqtt"|"sparkplug": NorthStats}`` for the endpoints configured on that gateway."""
-    return {name: e.counters() for name, e in _RUNNING.get(twins, {}).items()}
-
-
-__all__ = ["Endpoint", "NorthStats", "register", "running"]
+__all__ = ["Endpoint", "NorthStats"]

@@ -70,7 +70,7 @@ class GatewayCollector(Collector):
         alarms = GaugeMetricFamily("avila_edge_alarms_active", "Alarms active now (acknowledged or not)")
         alarms.add_metric([], sum(1 for a in g.twins.alarms() if a.active))
         yield alarms
-        yield from _north(north.running(g.twins))
+        yield from _north(g.north_stats())
 
 
 def _north(endpoints: dict[str, north.NorthStats]) -> Iterator[Metric]:

@@ -30,6 +30,7 @@ from avila_edge.config.secrets import read_secret
 from avila_edge.core import Backoff, Clock, DeviceRejected, Value
 from avila_edge.driver import DriverPlugin, load_plugins
 from avila_edge.journal import EntryKind, Journal
+from avila_edge.north.counters import Endpoint, NorthStats
 from avila_edge.runtime.bundles import BundleStore, Reload
 from avila_edge.runtime.commands import CommandHandler
 from avila_edge.runtime.pipeline import Pipeline
@@ -74,6 +75,8 @@ class Gateway:
         self.bundles = BundleStore(config.state_dir, config_path)
         self.reload: Reload | None = None
         self.reload_requested = asyncio.Event()
+        self.north: dict[str, Endpoint] = {}
+        """The northbound endpoints running (opcua, mqtt, sparkplug), for their counters."""
         self.service_problems: dict[str, str] = {}
         """Services that failed and wait to start again: name → why."""
         self.pipeline = Pipeline(config, journal, self.twins)
@@ -183,8 +186,9 @@ class Gateway:
         if self.config.north.opcua is not None or self.config.north.mqtt is not None:
             from avila_edge import north  # noqa: PLC0415 - asyncua/aiomqtt when configured
 
-            services += north.services(self.config, twins=self.twins, journal=self.journal,
-                                       record=self.pipeline.record, clock=self.clock)  # fmt: skip
+            found, self.north = north.services(self.config, twins=self.twins, journal=self.journal,
+                                               record=self.pipeline.record, clock=self.clock)  # fmt: skip
+            services += found
         return services
 
     async def _supervise(self, name: str, run: Callable[[], Coroutine[None, None, None]]) -> None:
@@ -208,6 +212,10 @@ class Gateway:
             logger.warning("%s starting again in %.1f s after: %s", name, delay, reason)
             await self.clock.sleep(delay)
             self.service_problems.pop(name, None)
+
+    def north_stats(self) -> dict[str, NorthStats]:
+        """The counters of the northbound endpoints configured (empty when none)."""
+        return {name: endpoint.counters() for name, endpoint in self.north.items()}
 
     def request_reload(self, reload: Reload) -> None:
         """Ask whoever runs this gateway to restart it on another configuration (a fleet bundle)."""

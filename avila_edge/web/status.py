@@ -13,7 +13,6 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 import avila_edge
-from avila_edge.north import counters as north
 from avila_edge.web.routing import GATEWAY, Operation, reply
 
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
@@ -57,7 +56,7 @@ async def status(request: web.Request) -> web.Response:
             else {"origin": g.audit.origin, "tree_size": g.audit.size, "problem": g.audit.problem},
             "uplinks": [msgspec.to_builtins(u.stats()) for u in g.uplinks],
             "sinks": [msgspec.to_builtins(s.stats()) for s in g.sinks],
-            "north": {name: msgspec.to_builtins(s) for name, s in north.running(g.twins).items()},
+            "north": {name: msgspec.to_builtins(s) for name, s in g.north_stats().items()},
         }
     )
 
