@@ -17,9 +17,7 @@ learn again), never fatal.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import msgspec
 
 from avila_edge.anomaly.detectors import AdaptiveThreshold, BaselineMemory, ThresholdMemory
+from avila_edge.core.files import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -121,17 +120,5 @@ class StateStore:
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` through a temporary file, fsync, rename and fsync of the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):  # make the rename durable where the platform allows it
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Replace ``path`` with ``data`` durably (see ``avila_edge.core.files``)."""
+    write_private(path, data)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import msgspec
 from avila_edge.config import parse_config
 from avila_edge.config.model import GatewayConfig
 from avila_edge.core import Clock, ConfigError, ConfigIssue, Event
+from avila_edge.core.files import write_private
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +41,6 @@ class BundleInfo(msgspec.Struct, frozen=True):
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
 
 
 class BundleStore:
@@ -130,8 +118,8 @@ class BundleStore:
         return config
 
     def stage(self, text: str, command_id: int) -> None:
-        _write(self.candidate, text.encode())
-        _write(self.candidate.with_suffix(".json"), msgspec.json.encode({"command_id": command_id}))
+        write_private(self.candidate, text.encode())
+        write_private(self.candidate.with_suffix(".json"), msgspec.json.encode({"command_id": command_id}))
 
     def pending(self, current: GatewayConfig) -> Reload | None:
         """A bundle staged but never applied (the process stopped in between): to be applied now."""
@@ -151,10 +139,10 @@ class BundleStore:
 
     def promote(self, command_id: int, text: str, replaced: str) -> None:
         """The candidate runs: make it active and keep what it replaced."""
-        _write(self.previous, replaced.encode())
-        _write(self.active, text.encode())
+        write_private(self.previous, replaced.encode())
+        write_private(self.active, text.encode())
         info = BundleInfo(command_id=command_id, sha256=sha256(text), base_sha256=self._base_sha())
-        _write(self.info_file, msgspec.json.encode(info))
+        write_private(self.info_file, msgspec.json.encode(info))
         self.discard()
 
     def discard(self) -> None:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from pathlib import Path
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from avila_edge.core.files import write_private
 
 
 class CommandRefused(Exception):
@@ -113,9 +114,5 @@ class CommandGate:
 
     def accept(self, command: Command) -> None:
         """Remember ``command.id`` durably before acting on it."""
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(str(command.id))
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(self.state_file)
+        write_private(self.state_file, str(command.id).encode())
         self.last_id = command.id

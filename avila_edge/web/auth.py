@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import secrets
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from avila_edge.core.files import write_private
 from avila_edge.web.routing import Access, Handler, Operation, problem
 from avila_edge.web.sessions import Lockout, Role, Session, Sessions
 
@@ -135,13 +135,13 @@ class Accounts:
         token = secrets.token_urlsafe(24)
         self._setup_hash = _digest(token)
         self.setup_file.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(self.setup_file, (token + "\n").encode())
+        write_private(self.setup_file, (token + "\n").encode())
         logger.warning("no user yet: open the console and set it up with the one-time setup token %s", token)
         if sys.stderr.isatty():
             print(f"avila-edge: one-time setup token: {token}", file=sys.stderr, flush=True)
 
     def _save(self) -> None:
-        _write_private(self.path, msgspec.json.encode(self._stored))
+        write_private(self.path, msgspec.json.encode(self._stored))
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -243,18 +243,6 @@ class Accounts:
             if hmac.compare_digest(t.hash, digest):
                 found = t
         return found
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable by the owner only, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 # -- the access check -----------------------------------------------------------------------------

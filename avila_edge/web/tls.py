@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import os
 import socket
 import ssl
 from pathlib import Path
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from avila_edge.config.model import HttpConfig
 from avila_edge.core import ConfigError, ConfigIssue
+from avila_edge.core.files import write_private
 from avila_edge.web.auth import is_loopback
 
 logger = logging.getLogger(__name__)
@@ -119,8 +119,8 @@ def ensure_self_signed(state_dir: Path, names: list[str]) -> tuple[Path, Path]:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_private(key_path, key_pem)
-    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_private(key_path, key_pem)
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     fingerprint = cert.fingerprint(hashes.SHA256()).hex(":")
     logger.warning("made a self-signed HTTPS certificate for %s (SHA-256 %s)", ", ".join(names), fingerprint)
     return cert_path, key_path
@@ -135,12 +135,3 @@ def _still_good(cert_path: Path, names: list[str]) -> bool:
     have = {str(n.value) for n in san}
     left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
     return set(names) <= have and left > datetime.timedelta(days=RENEW_DAYS)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.chmod(path, 0o600)
