@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from avila_edge.config.model import DataType, PointConfig
 from avila_edge.core import Value
@@ -77,6 +77,19 @@ def decode_raw(block: bytes, offset: int, kind: DataType, address: ModbusAddress
         return raw != b"\0\0"
     (value,) = struct.unpack(">" + _FORMATS[kind], raw)
     return value  # type: ignore[no-any-return]
+
+
+def decoder(kind: DataType, address: ModbusAddress, offset: int) -> Callable[[bytes], Value]:
+    """``decode_raw`` for one point, prepared once: the format compiled and the byte order settled."""
+    if address.bit is not None or kind in (DataType.STRING, DataType.BOOL):
+        return lambda block: decode_raw(block, offset, kind, address)
+    unpack = struct.Struct(">" + _FORMATS[kind]).unpack_from
+    start = offset * 2
+    if address.byte_order == "big" and address.word_order == "big":
+        return lambda block: unpack(block, start)[0]
+    end = start + register_count(kind, address) * 2
+    orders = (address.byte_order, address.word_order)
+    return lambda block: unpack(_ordered(block[start:end], *orders))[0]
 
 
 def encode_raw(value: Value, kind: DataType, address: ModbusAddress) -> list[int]:

@@ -55,6 +55,8 @@ class ModbusDriver(Driver):
         self._backoff = Backoff(device.timing.backoff_initial, device.timing.backoff_max)
         self._points = {p.id: p for p in device.points}
         self._last_good: dict[str, Value] = {}
+        self._decoders: dict[str, Callable[[bytes], Value]] = {}
+        """Per point: its decoder, prepared on first use (the plan, hence every offset, is fixed)."""
         self._unit_backoff: dict[int, Backoff] = {}
         self._unit_skipped_until: dict[int, float] = {}
 
@@ -148,10 +150,13 @@ class ModbusDriver(Driver):
                 out.append(Reading(point=p.point.id, value=bool(values[p.offset]), ts_source=now, ts_gateway=now))
             return out
         raw_block = codec.registers_to_bytes([int(v) for v in values])
+        decoders = self._decoders
         for p in block.points:
             try:
-                raw = codec.decode_raw(raw_block, p.offset, p.point.type, p.address)
-                value = to_engineering(raw, p.point)
+                decode = decoders.get(p.point.id)
+                if decode is None:
+                    decode = decoders[p.point.id] = codec.decoder(p.point.type, p.address, p.offset)
+                value = to_engineering(decode(raw_block), p.point)
             except (ValueError, OverflowError) as exc:
                 self._health.count("protocol_violation")
                 out.append(self._bad(p.point.id, f"cannot decode {p.point.type.value}: {exc}", now))
