@@ -35,6 +35,16 @@ export SOURCE_DATE_EPOCH E2FSPROGS_FAKE_TIME="$SOURCE_DATE_EPOCH"
 started=$(date +%s)
 step() { echo "[$(( $(date +%s) - started ))s] $*"; }
 
+if [ "$ARCH" != "$(dpkg --print-architecture 2>/dev/null || echo amd64)" ] \
+        && [ ! -e "/proc/sys/fs/binfmt_misc/qemu-$CPU" ]; then
+    # a foreign root filesystem runs its maintainer scripts through qemu-user: register it
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+    update-binfmts --enable "qemu-$CPU" 2>/dev/null || true
+    if [ ! -e "/proc/sys/fs/binfmt_misc/qemu-$CPU" ]; then
+        echo "$0: building $ARCH needs qemu-user-static and binfmt-support (apt-get install qemu-user-static binfmt-support)" >&2
+        exit 1
+    fi
+fi
 if grep -q " $WORK/" /proc/mounts; then
     echo "$0: something is still mounted under $WORK (an interrupted build?); unmount it first" >&2
     exit 1
