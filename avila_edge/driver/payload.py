@@ -19,7 +19,7 @@ from avila_edge.core import Value
 from avila_edge.driver.scaling import to_raw
 
 EXCERPT_BYTES: Final = 64
-_INTEGER_RANGES: Final[dict[DataType, tuple[int, int]]] = {
+INTEGER_RANGES: Final[dict[DataType, tuple[int, int]]] = {  # the integer types' value ranges
     DataType.INT16: (-(2**15), 2**15 - 1),
     DataType.UINT16: (0, 2**16 - 1),
     DataType.INT32: (-(2**31), 2**31 - 1),
@@ -171,7 +171,7 @@ def coerce(raw: Any, kind: DataType) -> Value:
             raise PayloadError("wrong_type", f"expected a whole number for {kind.value}, got {raw!r}")
         raw = int(raw)
     whole: int = raw
-    low, high = _INTEGER_RANGES[kind]
+    low, high = INTEGER_RANGES[kind]
     if not low <= whole <= high:
         raise PayloadError("wrong_type", f"{whole} is out of range for {kind.value} ({low}..{high})")
     return whole

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from avila_edge.config.model import DataType, PointConfig
 from avila_edge.core import Value
+from avila_edge.driver.payload import INTEGER_RANGES
 from avila_edge.driver.scaling import to_raw
 from drivers.modbus.config import ModbusAddress, Order
 
@@ -21,14 +22,6 @@ _FORMATS: dict[DataType, str] = {
     DataType.UINT64: "Q",
     DataType.FLOAT32: "f",
     DataType.FLOAT64: "d",
-}
-_INTEGER_RANGES: dict[DataType, tuple[int, int]] = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
 }
 BIT_TABLES = ("coil", "discrete")
 
@@ -104,8 +97,8 @@ def encode_raw(value: Value, kind: DataType, address: ModbusAddress) -> list[int
         raw = b"\0\1" if value else b"\0\0"
     else:
         fmt = _FORMATS[kind]
-        if kind in _INTEGER_RANGES:
-            low, high = _INTEGER_RANGES[kind]
+        if kind in INTEGER_RANGES:
+            low, high = INTEGER_RANGES[kind]
             if isinstance(value, float) and not value.is_integer():
                 raise CodecError(f"{value} is not a whole number for {kind.value}")
             if not isinstance(value, int | float) or not low <= int(value) <= high:
@@ -127,7 +120,7 @@ def from_engineering(value: Value, point: PointConfig) -> Value:
         raw = to_raw(value, point)
     except ValueError as exc:
         raise CodecError(str(exc)) from None
-    if point.type in _INTEGER_RANGES:
+    if point.type in INTEGER_RANGES:
         if not math.isfinite(raw):
             raise CodecError(f"{value} is not a finite number")
         return round(raw)

@@ -28,6 +28,7 @@ import msgspec
 
 from avila_edge.config.model import DataType, PointConfig
 from avila_edge.core import Quality, Value
+from avila_edge.driver.payload import INTEGER_RANGES
 
 NodeKind = Literal["i", "s", "g", "b"]
 
@@ -39,14 +40,6 @@ _NODE_ID = re.compile(r"(?:ns=(?P<ns>\d+);|nsu=(?P<nsu>.+?);)?(?P<kind>[isgb])=(
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_NS: Final = 2**63 - 1
 
-INTEGER_RANGES: Final[dict[DataType, tuple[int, int]]] = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
-}
 BUILTIN_INTEGERS: Final[dict[str, tuple[int, int]]] = {
     "SByte": (-(2**7), 2**7 - 1),
     "Byte": (0, 2**8 - 1),

@@ -13,6 +13,7 @@ from typing import Final
 
 from avila_edge.config.model import DataType, PointConfig
 from avila_edge.core import Value
+from avila_edge.driver.payload import INTEGER_RANGES
 from avila_edge.driver.scaling import to_raw
 from drivers.serial.config import unescape
 
@@ -23,14 +24,6 @@ _INTEGER: Final = re.compile(r"[+-]?\d+")
 _TRUE: Final = frozenset({"1", "true", "on", "yes"})
 _FALSE: Final = frozenset({"0", "false", "off", "no"})
 _FLOATS: Final = frozenset({DataType.FLOAT32, DataType.FLOAT64})
-INTEGER_RANGES: Final = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
-}
 
 
 class LineError(ValueError):
