@@ -10,13 +10,13 @@ Both are off unless their section is present::
 from __future__ import annotations
 
 import enum
-import ipaddress
 from pathlib import Path
 
 import msgspec
 
 from avila_edge.config.sync import MqttTls
 from avila_edge.config.units import Duration
+from avila_edge.core.net import is_loopback
 
 
 class ServerPolicy(enum.StrEnum):
@@ -134,7 +134,7 @@ class MqttPublisherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
             raise ValueError("port must be between 1 and 65535")
-        if self.tls is None and not self.plaintext and not _loopback(self.host):
+        if self.tls is None and not self.plaintext and not is_loopback(self.host):
             raise ValueError(f"{self.host} is not loopback: give tls, or plaintext: true on a trusted network")
         if self.password_file is not None and self.username is None:
             raise ValueError("a password_file needs a username")
@@ -149,12 +149,3 @@ class NorthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     opcua: OpcUaServerConfig | None = None
     mqtt: MqttPublisherConfig | None = None
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

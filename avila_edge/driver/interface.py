@@ -9,7 +9,7 @@ from typing import Self
 
 import msgspec
 
-from avila_edge.config.model import DeviceConfig
+from avila_edge.config.model import DeviceConfig, PointConfig
 from avila_edge.core import Clock, DeviceRejected, DriverError, Reading, Value
 
 ReadingSink = Callable[[Sequence[Reading]], Awaitable[None]]
@@ -97,6 +97,7 @@ class Driver(abc.ABC):
         self.device = device
         self.clock = clock
         self._health = DriverHealth(device.id, device.driver)
+        self._points = {p.id: p for p in device.points}
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -119,6 +120,16 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def run(self, sink: ReadingSink) -> None:
         """Produce readings into ``sink`` until cancelled."""
+
+    def writable_point(self, point_id: str) -> PointConfig:
+        """The configured point ``point_id`` of this device, or ``DeviceRejected`` naming why it cannot
+        be written (not on this device, not marked ``writable: true``)."""
+        point = self._points.get(point_id)
+        if point is None:
+            raise DeviceRejected(self.device.id, f"write {point_id}", "no such point on this device")
+        if not point.writable:
+            raise DeviceRejected(self.device.id, f"write {point_id}", "the point is not writable (set writable: true)")
+        return point
 
     async def write(self, point_id: str, value: Value) -> None:
         """Write ``value`` to a writable point."""

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from avila_edge.core.net import is_loopback
 from avila_edge.observability.metrics import registry_for
 from avila_edge.web import accounts, api, audit, live, status
-from avila_edge.web.auth import AUTH, Accounts, AuthState, access, is_loopback, register
+from avila_edge.web.auth import AUTH, Accounts, AuthState, access, register
 from avila_edge.web.openapi import document
 from avila_edge.web.routing import GATEWAY, Operation, bad_requests, reply
 from avila_edge.web.sessions import Lockout, Sessions

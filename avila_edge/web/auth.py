@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 import sys
@@ -46,16 +45,6 @@ _UNSAFE = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
 def rank(role: str) -> int:
     return ROLES.index(role) if role in ROLES else -1
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listener bound to ``host`` is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _scrypt(password: str, salt: bytes) -> bytes:

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from avila_edge.config.model import HttpConfig
 from avila_edge.core import ConfigError, ConfigIssue
 from avila_edge.core.files import write_private
-from avila_edge.web.auth import is_loopback
+from avila_edge.core.net import is_loopback
 
 logger = logging.getLogger(__name__)
 

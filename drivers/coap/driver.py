@@ -27,7 +27,6 @@ class CoapDriver(Driver):
         super().__init__(device, clock=clock)
         self.conn: CoapConnection = device.connection
         self.book = PointBook(device.id, self._health)
-        self._points = {p.id: p for p in device.points}
         self.client: NodeClient | None = None
         self.watch: NodeWatch | None = None
         self.ingest: PackIngest | None = None
@@ -93,12 +92,8 @@ class CoapDriver(Driver):
                 await self.clock.sleep(delay)
 
     async def write(self, point_id: str, value: Value) -> None:
-        point = self._points.get(point_id)
+        point = self.writable_point(point_id)
         op = f"write {point_id}"
-        if point is None:
-            raise DeviceRejected(self.device.id, op, "no such point on this device")
-        if not point.writable:
-            raise DeviceRejected(self.device.id, op, "the point is not writable (set writable: true)")
         if self.client is None:
             raise DeviceRejected(self.device.id, op, "points of a SenML ingest (server mode) cannot be written")
         a: CoapAddress = point.address

@@ -25,6 +25,8 @@ from typing import Any, Final
 import cbor2
 import msgspec
 
+from avila_edge.driver.payload import PayloadError, decode_json, shown
+
 JSON: Final = 110
 """CoAP content-format of application/senml+json."""
 CBOR: Final = 112
@@ -59,12 +61,8 @@ _MAX_DEPTH: Final = 8
 _MAX_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
-class SenmlError(ValueError):
+class SenmlError(PayloadError):
     """A pack cannot be decoded or resolved; ``kind`` labels the health counter."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        self.kind = kind
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +84,16 @@ def decode(payload: bytes, content_format: int) -> list[dict[str, Any]]:
     if content_format == CBOR:
         doc = _decode_cbor(payload)
         if not isinstance(doc, list):
-            raise SenmlError("not_senml", f"a SenML pack is a CBOR array of maps, got {_shown(doc)}")
+            raise SenmlError("not_senml", f"a SenML pack is a CBOR array of maps, got {shown(doc)}")
         records = [_cbor_record(i, r) for i, r in enumerate(doc)]
     else:
         doc = _decode_json(payload)
         if not isinstance(doc, list):
-            raise SenmlError("not_senml", f"a SenML pack is a JSON array of objects, got {_shown(doc)}")
+            raise SenmlError("not_senml", f"a SenML pack is a JSON array of objects, got {shown(doc)}")
         records = []
         for i, r in enumerate(doc):
             if not isinstance(r, dict):
-                raise SenmlError("not_senml", f"record {i} is {_shown(r)}, not an object")
+                raise SenmlError("not_senml", f"record {i} is {shown(r)}, not an object")
             records.append(r)
     for i, record in enumerate(records):
         _check_fields(i, record, content_format == CBOR)
@@ -104,13 +102,9 @@ def decode(payload: bytes, content_format: int) -> list[dict[str, Any]]:
 
 def _decode_json(payload: bytes) -> Any:
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SenmlError("invalid_utf8", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        return msgspec.json.decode(text)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SenmlError("invalid_json", f"not JSON: {exc}") from None
+        return decode_json(payload)
+    except PayloadError as exc:
+        raise SenmlError(exc.kind, str(exc)) from None
 
 
 def _decode_cbor(payload: bytes) -> Any:
@@ -131,11 +125,11 @@ def _decode_cbor(payload: bytes) -> Any:
 
 def _cbor_record(i: int, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise SenmlError("not_senml", f"record {i} is {_shown(raw)}, not a map")
+        raise SenmlError("not_senml", f"record {i} is {shown(raw)}, not a map")
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(key, bool) or not isinstance(key, int | str):
-            raise SenmlError("not_senml", f"record {i} has a key {_shown(key)}; SenML keys are labels or text")
+            raise SenmlError("not_senml", f"record {i} has a key {shown(key)}; SenML keys are labels or text")
         name = _CBOR_LABELS.get(key, f"#{key}") if isinstance(key, int) else key
         out[name] = value
     return out
@@ -148,21 +142,21 @@ def _check_fields(i: int, record: Mapping[str, Any], cbor: bool) -> None:
             raise SenmlError("not_senml", f"{where} must be understood and is not supported")
         if key in _TEXT:
             if not isinstance(value, str):
-                raise SenmlError("wrong_type", f"{where} must be text, got {_shown(value)}")
+                raise SenmlError("wrong_type", f"{where} must be text, got {shown(value)}")
         elif key in _NUMBERS:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise SenmlError("wrong_type", f"{where} must be a number, got {_shown(value)}")
+                raise SenmlError("wrong_type", f"{where} must be a number, got {shown(value)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise SenmlError("wrong_type", f"{where} must be finite, got {value!r}")
         elif key == "vb":
             if not isinstance(value, bool):
-                raise SenmlError("wrong_type", f"{where} must be true or false, got {_shown(value)}")
+                raise SenmlError("wrong_type", f"{where} must be true or false, got {shown(value)}")
         elif key == "vd":
             if not isinstance(value, bytes if cbor else str):
                 kind = "a byte string" if cbor else "base64url text"
-                raise SenmlError("wrong_type", f"{where} must be {kind}, got {_shown(value)}")
+                raise SenmlError("wrong_type", f"{where} must be {kind}, got {shown(value)}")
         elif key == "bver" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise SenmlError("wrong_type", f"{where} must be an integer, got {_shown(value)}")
+            raise SenmlError("wrong_type", f"{where} must be an integer, got {shown(value)}")
     values = [k for k in ("v", "vs", "vb", "vd") if k in record]
     if len(values) > 1:
         raise SenmlError("wrong_type", f"record {i} has more than one value ({', '.join(values)})")
@@ -239,14 +233,3 @@ def encode(records: Sequence[Mapping[str, Any]], content_format: int = JSON) -> 
     if content_format == CBOR:
         return cbor2.dumps([{_LABEL_OF.get(k, k): v for k, v in r.items()} for r in records])
     return msgspec.json.encode(list(records))
-
-
-def _shown(raw: Any) -> str:
-    if isinstance(raw, dict):
-        return "an object"
-    if isinstance(raw, list):
-        return "a list"
-    if raw is None:
-        return "null"
-    text = repr(raw)
-    return text if len(text) <= 40 else text[:37] + "..."

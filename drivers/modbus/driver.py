@@ -53,7 +53,6 @@ class ModbusDriver(Driver):
         self.blocks = plan(device)
         self._transport = transport(device)
         self._backoff = Backoff(device.timing.backoff_initial, device.timing.backoff_max)
-        self._points = {p.id: p for p in device.points}
         self._last_good: dict[str, Value] = {}
         self._decoders: dict[str, Callable[[bytes], Value]] = {}
         """Per point: its decoder, prepared on first use (the plan, hence every offset, is fixed)."""
@@ -194,12 +193,8 @@ class ModbusDriver(Driver):
         return [self._bad(p.id, reason, now) for p in self.device.points]
 
     async def write(self, point_id: str, value: Value) -> None:
-        point = self._points.get(point_id)
+        point = self.writable_point(point_id)
         op = f"write {point_id}"
-        if point is None:
-            raise DeviceRejected(self.device.id, op, "no such point on this device")
-        if not point.writable:
-            raise DeviceRejected(self.device.id, op, "the point is not writable (set writable: true)")
         address: ModbusAddress = point.address
         conn: ModbusConnection = self.device.connection
         unit = address.unit_id if address.unit_id is not None else conn.unit_id

@@ -57,7 +57,6 @@ class MqttDriver(Driver):
         self._transport = transport(device)
         self._backoff = Backoff(device.timing.backoff_initial, device.timing.backoff_max)
         self._max_payload = int(conn.max_payload)
-        self._points = {p.id: p for p in device.points}
         self._nodes = EdgeNodes()
         self._last_value: dict[str, Value] = {}
         self._bad_reason: dict[str, str] = {}
@@ -292,12 +291,8 @@ class MqttDriver(Driver):
     # -- writes ----------------------------------------------------------------------------------
 
     async def write(self, point_id: str, value: Value) -> None:
-        point = self._points.get(point_id)
+        point = self.writable_point(point_id)
         op = f"write {point_id}"
-        if point is None:
-            raise DeviceRejected(self.device.id, op, "no such point on this device")
-        if not point.writable:
-            raise DeviceRejected(self.device.id, op, "the point is not writable (set writable: true)")
         link = self._link
         if link is None:
             raise LinkDown(self.device.id, op, f"not connected to {self._transport.endpoint}")

@@ -40,7 +40,6 @@ class OpcUaDriver(Driver):
         self.plans = plan(device)
         self._transport = transport(device)
         self._backoff = Backoff(device.timing.backoff_initial, device.timing.backoff_max)
-        self._points = {p.id: p for p in device.points}
         self._by_handle = list(device.points)
         self._nodes = {p.id: _node_of(p) for p in device.points}
         self._last_good: dict[str, Value] = {}
@@ -162,12 +161,8 @@ class OpcUaDriver(Driver):
     # -- writes ------------------------------------------------------------------------------------
 
     async def write(self, point_id: str, value: Value) -> None:
-        point = self._points.get(point_id)
+        point = self.writable_point(point_id)
         op = f"write {point_id}"
-        if point is None:
-            raise DeviceRejected(self.device.id, op, "no such point on this device")
-        if not point.writable:
-            raise DeviceRejected(self.device.id, op, "the point is not writable (set writable: true)")
         node = self._nodes[point_id]
         op = f"write {point_id} ({node})"
         link = self._link

@@ -43,7 +43,6 @@ class SerialDriver(Driver):
         self.conn: SerialConnection = device.connection
         self.intake = Intake(device, self._health)
         self._open = opener
-        self._points = {p.id: p for p in device.points}
         self._port: Port | None = None
         self._tick = max(0.02, min(MAX_TICK, self.conn.idle_timeout / 5))
 
