@@ -156,7 +156,7 @@ async def _serve_bundles(config: GatewayConfig, path: Path, text: str) -> int:
         async with Gateway.running(config, clock=clock, config_path=path) as gateway:
             if events:
                 await gateway.pipeline.record(events)
-            started()
+            await asyncio.to_thread(started)  # promotes a bundle: fsynced file writes
             stopping = asyncio.ensure_future(stop.wait())
             reloading = asyncio.ensure_future(gateway.reload_requested.wait())
             try:

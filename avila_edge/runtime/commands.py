@@ -83,7 +83,9 @@ class CommandHandler:
             reason = "this gateway does not accept configuration bundles"
         else:
             try:
-                config = self.bundles.validate(command.config, command_id=command.id, current=self.config)
+                config = await asyncio.to_thread(  # YAML parsing and checks: off the event loop
+                    self.bundles.validate, command.config, command_id=command.id, current=self.config
+                )
             except ConfigError as exc:
                 logger.warning("fleet bundle %d refused: %s", command.id, exc)
                 return [
