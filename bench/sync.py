@@ -34,6 +34,8 @@ HOUR = 3_600_000
 PER_SECOND_OF_BUDGET = 60_000
 APPEND = 10_000
 BATCH = 1000
+DRAIN_LIMIT = 900.0
+"""Seconds a measurement may take at most (one hour's backlog drains in about one minute)."""
 
 
 async def _fill(journal: Journal, n: int) -> None:
@@ -61,7 +63,7 @@ async def _drain(broker: Mosquitto, journal: Journal, state: Path, n: int) -> tu
     )  # fmt: skip
     receiver = FleetReceiver(fleet, clock=SystemClock())
     uplink = MqttUplink(uplink_config, gateway="bench", journal=journal, clock=SystemClock())
-    async with asyncio.TaskGroup() as tg:
+    async with asyncio.timeout(DRAIN_LIMIT), asyncio.TaskGroup() as tg:
         rx = tg.create_task(receiver.run())
         while not receiver.connected:  # noqa: ASYNC110 - polling a counter is the measurement
             await asyncio.sleep(0.01)
@@ -90,7 +92,7 @@ async def _raw(broker: Mosquitto, journal: Journal, state: Path, n: int) -> tupl
         FleetConfig,
     )  # fmt: skip
     receiver = FleetReceiver(fleet, clock=SystemClock())
-    async with asyncio.TaskGroup() as tg:
+    async with asyncio.timeout(DRAIN_LIMIT), asyncio.TaskGroup() as tg:
         rx = tg.create_task(receiver.run())
         while not receiver.connected:  # noqa: ASYNC110 - polling a counter is the measurement
             await asyncio.sleep(0.01)

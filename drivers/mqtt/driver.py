@@ -9,7 +9,18 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from avila_edge.config.model import DataType, DeviceConfig, PointConfig
-from avila_edge.core import Backoff, Clock, DeviceRejected, DriverError, LinkDown, Quality, Reading, Value, bad
+from avila_edge.core import (
+    Backoff,
+    Clock,
+    DeviceRejected,
+    DriverError,
+    LinkDown,
+    Quality,
+    Reading,
+    Value,
+    bad,
+    check_cancelled,
+)
 from avila_edge.driver import Driver, ReadingSink
 from avila_edge.driver.scaling import to_engineering
 from drivers.mqtt import codec, sparkplug
@@ -81,6 +92,7 @@ class MqttDriver(Driver):
 
     async def _session(self, link: Link, sink: ReadingSink) -> None:
         refused = await link.subscribe(self.routes.subscriptions)
+        check_cancelled()  # connecting and subscribing may have swallowed a cancellation
         self._link = link
         self._backoff.reset()
         self._health.success(self.clock.now_ns())
@@ -94,6 +106,7 @@ class MqttDriver(Driver):
             await sink(self._refused(refused))
         try:
             while True:
+                check_cancelled()
                 batch = await link.receive()
                 started = time.perf_counter()
                 readings = self._handle(batch)

@@ -8,7 +8,17 @@ import time
 from collections.abc import Callable
 
 from avila_edge.config.model import DeviceConfig, PointConfig
-from avila_edge.core import Backoff, Clock, DeviceRejected, DriverError, LinkDown, Quality, Reading, Value
+from avila_edge.core import (
+    Backoff,
+    Clock,
+    DeviceRejected,
+    DriverError,
+    LinkDown,
+    Quality,
+    Reading,
+    Value,
+    check_cancelled,
+)
 from avila_edge.driver import Driver, ReadingSink
 from drivers.opcua.codec import (
     CodecError,
@@ -65,6 +75,7 @@ class OpcUaDriver(Driver):
     async def _session(self, link: Link, sink: ReadingSink) -> None:
         self._health.requests += 1
         refused = await link.subscribe(self.plans)
+        check_cancelled()  # connecting and subscribing may have swallowed a cancellation
         self._link = link
         self._backoff.reset()
         self._health.success(self.clock.now_ns())
@@ -80,6 +91,7 @@ class OpcUaDriver(Driver):
             await sink(self._refused(refused))
         try:
             while True:
+                check_cancelled()
                 samples = await link.receive()
                 started = time.perf_counter()
                 now = self.clock.now_ns()

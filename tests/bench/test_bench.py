@@ -14,10 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[str, list[dict[str, Any]]]:
     out = tmp_path / "latest.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--seconds", "0.2", "--json", str(out), *args],
-        cwd=ROOT, capture_output=True, text=True, check=False, timeout=180, env=env,
-    )  # fmt: skip
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bench", "--seconds", "0.2", "--json", str(out), *args],
+            cwd=ROOT, capture_output=True, text=True, check=False, timeout=100, env=env,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:  # inside pytest's own limit, so the area that hung is named
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        raise AssertionError(f"the bench did not finish in 100 s; its last words: {err[-2000:]}") from None
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["machine"]["python"].startswith("3.")
