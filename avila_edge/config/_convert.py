@@ -12,6 +12,7 @@ import difflib
 import enum
 import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,7 +68,7 @@ def _dec_hook(typ: type, obj: Any) -> Any:
 class Collector:
     """Collects the issues of one file and converts pieces of it into structs."""
 
-    def __init__(self, filename: str, lines: dict[KeyPath, int]) -> None:
+    def __init__(self, filename: str, lines: Mapping[KeyPath, int]) -> None:
         self.filename = filename
         self.lines = lines
         self.issues: list[ConfigIssue] = []

@@ -1,15 +1,21 @@
 """YAML text → plain values plus the line of every key, so errors can name ``file:line``.
 
-PyYAML's safe composer (libyaml when available) gives the node tree with marks; the values are built
-here so that duplicate keys, keys that are not text and merge keys are refused at their own line.
+The values are built here from PyYAML's event stream (libyaml's parser when available), one event at
+a time, so that duplicate keys, keys that are not text and merge keys are refused at their own line
+and no node tree is ever held: a site of 100,000 points would otherwise keep a node and two marks
+per value alive while it is converted. The line of each key path is not kept either; a valid file
+never needs it, and ``LineMap`` reads the text again for it the first time an issue is reported.
 Dates stay text (a site named ``2024-01-01`` is a name), and anchors/aliases are allowed within a
 budget of values, so a file that expands exponentially ("billion laughs") or refers to itself is
-refused instead of filling the memory.
+refused instead of filling the memory. Equal strings are shared, so a key or a value repeated on
+every point is one object.
 """
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -45,80 +51,258 @@ class YamlProblem(Exception):
         super().__init__(str(issue))
 
 
-def compose(text: str, filename: str) -> tuple[Any, dict[KeyPath, int]]:
-    """Parse ``text``; return its value and a map from key path to 1-based line."""
+def compose(text: str, filename: str) -> tuple[Any, LineMap]:
+    """Parse ``text``; return its value and the map from key path to 1-based line."""
     try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        # libyaml may place an error at the end of the stream, one line past the text: name the last line
-        line = min(mark.line + 1, count_lines(text)) if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlProblem(ConfigIssue(filename, line, "", f"not valid YAML: {problem}")) from exc
-    except yaml.YAMLError as exc:
-        raise YamlProblem(ConfigIssue(filename, None, "", f"not valid YAML: {exc}")) from exc
-    except RecursionError as exc:
-        raise YamlProblem(ConfigIssue(filename, None, "", "not valid YAML: nested too deeply")) from exc
-    if node is None:
-        return None, {}
-    builder = _Builder(filename)
-    try:
-        return builder.value(node, ()), builder.lines
-    except RecursionError as exc:
-        issue = ConfigIssue(filename, None, "", "the file is nested too deeply")
-        raise YamlProblem(issue) from exc
+        value = _Builder(text, filename, record=False).document()
+    except YamlProblem:
+        _Builder(text, filename, record=True).document()  # the same problem, told with every line at hand
+        raise
+    return value, LineMap(text, filename)
+
+
+class LineMap(Mapping[KeyPath, int]):
+    """Key path → 1-based line of a parsed text, found by parsing the text again on first use."""
+
+    def __init__(self, text: str, filename: str) -> None:
+        self._text = text
+        self._filename = filename
+        self._lines: dict[KeyPath, int] | None = None
+
+    def _map(self) -> dict[KeyPath, int]:
+        if self._lines is None:
+            builder = _Builder(self._text, self._filename, record=True)
+            builder.document()  # the text was parsed once already: it cannot fail now
+            self._lines = builder.lines
+        return self._lines
+
+    def __getitem__(self, path: KeyPath) -> int:
+        return self._map()[path]
+
+    def __iter__(self) -> Iterator[KeyPath]:
+        return iter(self._map())
+
+    def __len__(self) -> int:
+        return len(self._map())
+
+
+class _Anchor:
+    __slots__ = ("count", "line", "lines", "scalar", "value")
+
+    def __init__(
+        self, value: Any, line: int, count: int, lines: list[tuple[KeyPath, int]], scalar: tuple[str, str] | None
+    ) -> None:
+        self.value = value
+        self.line = line
+        self.count = count  # how many values it stands for (an alias spends them from the budget again)
+        self.lines = lines  # (path relative to the anchor, line) of each value in it, when recording
+        self.scalar = scalar  # (tag, text) when it is a scalar, which an alias may use as a key
 
 
 class _Builder:
-    def __init__(self, filename: str) -> None:
+    """Builds one document's value from the event stream (``record``: and the line of every path)."""
+
+    def __init__(self, text: str, filename: str, *, record: bool) -> None:
+        self.text = text
         self.filename = filename
+        self.events: Any = _Loader(text)  # the parser's event methods carry no types
+        self.record = record
         self.lines: dict[KeyPath, int] = {}
         self.budget = MAX_VALUES
-        self.open: set[int] = set()  # ids of the collection nodes being built (an alias back to one loops)
+        self.anchors: dict[str, _Anchor] = {}
+        self.open: dict[str, int] = {}  # anchors of the lists and mappings being built → their line
+        self.seen: set[str] = set()  # every anchor met so far
+        self.recording: list[tuple[int, list[tuple[KeyPath, int]]]] = []  # open anchors: (path length, lines)
+        self.strings: dict[str, str] = {}
         self.constructor = yaml.constructor.SafeConstructor()
 
-    def problem(self, node: yaml.Node, path: KeyPath, message: str) -> YamlProblem:
-        return YamlProblem(ConfigIssue(self.filename, node.start_mark.line + 1, format_path(path), message))
+    def problem(self, line: int, path: KeyPath, message: str) -> YamlProblem:
+        return YamlProblem(ConfigIssue(self.filename, line, format_path(path), message))
 
-    def value(self, node: yaml.Node, path: KeyPath) -> Any:
+    def document(self) -> Any:
+        try:
+            try:
+                return self._document()
+            except YamlProblem:
+                self._drain()  # a syntax error further on is what a parser reports first
+                raise
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            # libyaml may place an error at the end of the stream, one line past the text: name the last line
+            line = min(mark.line + 1, count_lines(self.text)) if mark is not None else None
+            problem = exc.problem or exc.context or "invalid YAML"
+            raise YamlProblem(ConfigIssue(self.filename, line, "", f"not valid YAML: {problem}")) from exc
+        except yaml.YAMLError as exc:
+            raise YamlProblem(ConfigIssue(self.filename, None, "", f"not valid YAML: {exc}")) from exc
+        except RecursionError as exc:
+            raise YamlProblem(ConfigIssue(self.filename, None, "", "the file is nested too deeply")) from exc
+        finally:
+            self.events.dispose()
+
+    def _document(self) -> Any:
+        events = self.events
+        events.get_event()  # stream start
+        if events.check_event(yaml.StreamEndEvent):
+            return None
+        events.get_event()  # document start
+        value = self.value(())
+        events.get_event()  # document end
+        if not events.check_event(yaml.StreamEndEvent):
+            second = events.get_event()
+            raise self._composer_error("but found another document", second.start_mark)
+        return value
+
+    def _composer_error(self, problem: str, mark: Any) -> yaml.MarkedYAMLError:
+        return yaml.composer.ComposerError(None, None, problem, mark)
+
+    def _drain(self) -> None:
+        """Read the rest of the stream for the errors a composer would have raised before ours."""
+        known = self.seen
+        while not self.events.check_event(yaml.StreamEndEvent):
+            event = self.events.get_event()
+            anchor = getattr(event, "anchor", None)
+            if isinstance(event, yaml.DocumentStartEvent):
+                raise self._composer_error("but found another document", event.start_mark)
+            if isinstance(event, yaml.AliasEvent):
+                if anchor not in known:
+                    raise self._composer_error(f"found undefined alias '{anchor}'", event.start_mark)
+            elif anchor is not None:
+                if anchor in known:
+                    raise self._composer_error("second occurrence", event.start_mark)
+                known.add(anchor)
+
+    def note(self, path: KeyPath, line: int, *, first: bool) -> None:
+        """Record the line of ``path`` (``first``: unless it has one already)."""
+        if first:
+            line = self.lines.setdefault(path, line)
+        else:
+            self.lines[path] = line
+        for depth, lines in self.recording:
+            lines.append((path[depth:], line))
+
+    def value(self, path: KeyPath) -> Any:
+        event = self.events.get_event()
+        if isinstance(event, yaml.AliasEvent):
+            return self.alias(event, path)
+        line = event.start_mark.line + 1
         self.budget -= 1
         if self.budget < 0:
-            raise self.problem(node, path, f"the file expands to more than {MAX_VALUES} values (anchors and aliases?)")
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.CollectionNode):
-            if id(node) in self.open:
-                raise self.problem(node, path, "an alias refers to the list or mapping that contains it")
-            self.open.add(id(node))
-            try:
-                return self.collection(node, path)
-            finally:
-                self.open.discard(id(node))
-        if node.tag == _TIMESTAMP:
-            return str(node.value)
+            raise self.problem(line, path, f"the file expands to more than {MAX_VALUES} values (anchors and aliases?)")
+        if self.record:
+            self.note(path, line, first=True)
+        anchor = event.anchor
+        if anchor is None:
+            return self.build(event, path)
+        if anchor in self.seen:
+            raise self._composer_error("second occurrence", event.start_mark)
+        self.seen.add(anchor)
+        budget = self.budget
+        lines: list[tuple[KeyPath, int]] = []
+        if self.record:
+            self.recording.append((len(path), lines))
+            lines.append(((), line))
+        self.open[anchor] = line
+        try:
+            value = self.build(event, path)
+        finally:
+            del self.open[anchor]
+            if self.record:
+                self.recording.pop()
+        scalar = (self.tag_of(event), event.value) if isinstance(event, yaml.ScalarEvent) else None
+        self.anchors[anchor] = _Anchor(value, line, budget - self.budget + 1, lines, scalar)
+        return value
+
+    def alias(self, event: Any, path: KeyPath) -> Any:
+        name: str = event.anchor
+        if name in self.open:
+            raise self.problem(self.open[name], path, "an alias refers to the list or mapping that contains it")
+        anchor = self.anchors.get(name)
+        if anchor is None:
+            raise self._composer_error(f"found undefined alias '{name}'", event.start_mark)
+        self.budget -= anchor.count
+        if self.budget < 0:
+            raise self.problem(
+                anchor.line, path, f"the file expands to more than {MAX_VALUES} values (anchors and aliases?)"
+            )
+        if self.record:
+            for rel, line in anchor.lines:
+                self.note((*path, *rel), line, first=True)
+        return copy.deepcopy(anchor.value)
+
+    def build(self, event: Any, path: KeyPath) -> Any:
+        if isinstance(event, yaml.ScalarEvent):
+            return self.scalar(event, path)
+        if isinstance(event, yaml.SequenceStartEvent):
+            items: list[Any] = []
+            while not self.events.check_event(yaml.SequenceEndEvent):
+                items.append(self.value((*path, len(items))))
+            self.events.get_event()
+            return items
+        return self.mapping(path)
+
+    def tag_of(self, event: Any) -> str:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.events.resolve(yaml.ScalarNode, event.value, event.implicit)
+        return str(tag)
+
+    def scalar(self, event: Any, path: KeyPath) -> Any:
+        tag = self.tag_of(event)
+        if tag in (_STR, _TIMESTAMP):
+            return self.strings.setdefault(event.value, event.value)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
             return self.constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise self.problem(node, path, f"cannot read value: {exc}") from exc
+        except (yaml.YAMLError, ArithmeticError, LookupError, TypeError, ValueError) as exc:  # PyYAML's own slips
+            raise self.problem(event.start_mark.line + 1, path, f"cannot read value: {exc}") from exc
+        finally:
+            self.constructor.constructed_objects.pop(node, None)  # it keeps every node otherwise
 
-    def collection(self, node: yaml.CollectionNode, path: KeyPath) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == _MERGE:
-                    raise self.problem(key_node, path, "merge keys (<<) are not supported; write the keys out")
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise self.problem(key_node, path, "a key must be plain text, not a list or mapping")
-                if key_node.tag != _STR:
-                    what = _KEY_WORDS.get(key_node.tag, "is not plain text")
-                    raise self.problem(key_node, path, f"key '{key_node.value}' {what}; put it in quotes")
-                key = str(key_node.value)
-                if key in out:
-                    first = self.lines.get((*path, key))
-                    raise self.problem(key_node, (*path, key), f"duplicate key (first given on line {first})")
-                self.lines[(*path, key)] = key_node.start_mark.line + 1
-                out[key] = self.value(value_node, (*path, key))
-            return out
-        return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
+    def mapping(self, path: KeyPath) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        events = self.events
+        while not events.check_event(yaml.MappingEndEvent):
+            key, line = self.key(events.get_event(), path)
+            key_path = (*path, key)
+            if key in out:
+                first = self.lines.get(key_path)  # when not recording, compose asks again with the lines
+                raise self.problem(line, key_path, f"duplicate key (first given on line {first})")
+            if self.record:
+                self.note(key_path, line, first=False)
+            out[key] = self.value(key_path)
+        events.get_event()
+        return out
+
+    def key(self, event: Any, path: KeyPath) -> tuple[str, int]:
+        """The text of a mapping key and its line, or the problem with it."""
+        line = event.start_mark.line + 1
+        anchored = not isinstance(event, yaml.AliasEvent) and event.anchor is not None
+        if anchored:  # known before any problem with the key, for ``_drain``
+            if event.anchor in self.seen:
+                raise self._composer_error("second occurrence", event.start_mark)
+            self.seen.add(event.anchor)
+        if isinstance(event, yaml.AliasEvent):
+            name = str(event.anchor)
+            if name in self.open:
+                raise self.problem(line, path, "a key must be plain text, not a list or mapping")
+            anchor = self.anchors.get(name)
+            if anchor is None:
+                raise self._composer_error(f"found undefined alias '{name}'", event.start_mark)
+            if anchor.scalar is None:
+                raise self.problem(line, path, "a key must be plain text, not a list or mapping")
+            tag, text = anchor.scalar
+        elif isinstance(event, yaml.ScalarEvent):
+            tag, text = self.tag_of(event), event.value
+        else:
+            raise self.problem(line, path, "a key must be plain text, not a list or mapping")
+        if tag == _MERGE:
+            raise self.problem(line, path, "merge keys (<<) are not supported; write the keys out")
+        if tag != _STR:
+            what = _KEY_WORDS.get(tag, "is not plain text")
+            raise self.problem(line, path, f"key '{text}' {what}; put it in quotes")
+        if anchored:
+            self.anchors[event.anchor] = _Anchor(text, line, 1, [((), line)], (tag, text))
+        return self.strings.setdefault(text, text), line
 
 
 def count_lines(text: str) -> int:
@@ -137,7 +321,7 @@ def format_path(path: KeyPath) -> str:
     return out
 
 
-def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
+def line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int | None:
     """The line of ``path``, or of its nearest ancestor that is in the file."""
     while True:
         if path in lines:
