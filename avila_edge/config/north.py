@@ -109,7 +109,8 @@ class MqttPublisherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     Topics (``<prefix>`` is ``topic_prefix``/``site.id``): ``<prefix>/status`` (online/offline,
     retained, offline as the will), ``<prefix>/<asset>/state`` (retained snapshot),
     ``<prefix>/<asset>/points/<point>`` (retained value), ``<prefix>/events/<kind>`` (QoS 1),
-    ``<prefix>/<asset>/set/<property>`` (commands) and ``.../result`` (replies).
+    ``<prefix>/<asset>/set/<property>`` (commands, only with ``commands: true``) and ``.../result``
+    (replies).
 
     Plain TCP is allowed to a loopback broker; elsewhere ``tls`` is needed unless ``plaintext: true``.
     """
@@ -127,8 +128,13 @@ class MqttPublisherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     reconnect_max: Duration = 30.0
     events: tuple[str, ...] = ("alarm", "anomaly", "desired")
     """Event kinds published on ``<prefix>/events/<kind>``."""
-    commands: bool = True
-    """Take set commands on ``<prefix>/<asset>/set/<property>``."""
+    commands: bool = False
+    """Take set commands (``<prefix>/<asset>/set/<property>``, and Sparkplug DCMD with ``sparkplug``).
+
+    Off by default: a broker cannot tell the gateway who published a message, so whoever may publish to
+    those topics can move a device. Turn it on together with a broker ACL that lets only operators'
+    broker users publish there (docs/north.md shows one). On a broker that is not on loopback the
+    gateway must log in (``username``): an anonymous connection there means anyone may command."""
     sparkplug: SparkplugConfig | None = None
 
     def __post_init__(self) -> None:
@@ -142,6 +148,11 @@ class MqttPublisherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
             raise ValueError("topic_prefix must be a topic without wildcards or a trailing '/'")
         if self.reconnect_initial <= 0 or self.reconnect_max < self.reconnect_initial:
             raise ValueError("reconnect waits need 0 < reconnect_initial <= reconnect_max")
+        if self.commands and self.username is None and not is_loopback(self.host):
+            raise ValueError(
+                f"commands on {self.host} without a username: anyone reaching that broker could set values;"
+                " log in (username, password_file) and let only operators publish set topics in the broker's ACL"
+            )
 
 
 class NorthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

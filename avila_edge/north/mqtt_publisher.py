@@ -6,7 +6,7 @@ Topics (``P`` = ``<topic_prefix>/<site>``)::
     P/<asset>/state                  twin snapshot (JSON)   retained, QoS 1
     P/<asset>/points/<name>          one value (JSON)       retained, QoS 1: value, quality, reason, ts, unit
     P/events/<kind>                  event (JSON)           QoS 1, not retained: seq, kind, source, ts, attrs
-    P/<asset>/set/<property>         command (JSON)         {"value": ..., "version": ..., "id": ...}
+    P/<asset>/set/<property>         command (JSON)         {"value": ..., "version": ..., "id": ...} (commands: true)
     P/<asset>/set/<property>/result  reply (JSON)           QoS 1: {"ok": true, ...} or {"ok": false, "error": ...}
 
 After every (re)connect the retained topics are published again in full, so a broker that lost its
@@ -105,6 +105,10 @@ class MqttPublisher:
     async def run(self) -> None:
         import aiomqtt  # noqa: PLC0415 - loaded only when the publisher is configured
 
+        if self.config.commands and self.config.username is None:
+            logger.warning("MQTT commands are on over an anonymous connection to %s: any client of that broker "
+                           "can set values; restrict %s/+/set/+ in the broker's ACL", self.config.host,
+                           self.prefix)  # fmt: skip
         queue = self.twins.subscribe()
         if self._event_position is None:
             self._event_position = self.journal.next_seq

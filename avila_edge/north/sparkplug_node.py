@@ -7,7 +7,7 @@ Topics (``G`` group id, ``N`` edge node id, ``D`` asset id)::
     spBv1.0/G/DBIRTH/N/D    every point and derived value of D      names, aliases, types, values
     spBv1.0/G/DDATA/N/D     the values that changed                  by alias only
     spBv1.0/G/NCMD/N        Node Control/Rebirth = true              births again
-    spBv1.0/G/DCMD/N/D      metrics by name or alias                 desired values (TwinService.set_desired)
+    spBv1.0/G/DCMD/N/D      metrics by name or alias                 desired values, only with commands: true
 
 ``seq`` counts 0..255 over every NBIRTH/DBIRTH/DDATA of a session (NBIRTH is 0); ``bdSeq`` counts
 sessions (0..255) and pairs each NBIRTH with the NDEATH the broker will send for it. A Bad value is
@@ -118,8 +118,9 @@ class SparkplugNode:
             self.twins.unsubscribe(queue)
 
     async def _session(self, client: aiomqtt.Client, queue: asyncio.Queue[Any]) -> None:
-        await client.subscribe(self.topic("NCMD"), qos=1)
-        await client.subscribe(f"{self.topic('DCMD')}/+", qos=1)
+        await client.subscribe(self.topic("NCMD"), qos=1)  # rebirth requests: they change no device
+        if self.config.commands:
+            await client.subscribe(f"{self.topic('DCMD')}/+", qos=1)
         rebirth = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._receive(client, rebirth), name="north.sparkplug.receive")

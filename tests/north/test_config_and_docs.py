@@ -27,6 +27,12 @@ def test_the_example_of_the_north_page_is_a_complete_valid_site() -> None:
     assert [u.name for u in opcua.users] == ["scada"]
     assert mqtt.sparkplug is not None and mqtt.sparkplug.group_id == "plants"
     assert mqtt.events == ("alarm", "anomaly", "desired")
+    assert mqtt.commands  # the page's ACL section goes with it
+
+
+def test_mqtt_commands_are_off_unless_turned_on() -> None:
+    config = parse_config("site: {id: s}\nnorth:\n  mqtt: {}\n", filename="site.yaml")
+    assert config.north.mqtt is not None and config.north.mqtt.commands is False
 
 
 def test_north_is_off_unless_configured() -> None:
@@ -44,6 +50,7 @@ def test_north_is_off_unless_configured() -> None:
         ("  mqtt: {topic_prefix: 'a/#'}", 3, "wildcards"),
         ("  mqtt: {sparkplug: {group_id: 'a/b'}}", 3, "without '/'"),
         ("  mqtt: {password_file: x}", 3, "needs a username"),
+        ("  mqtt: {host: 10.1.2.3, plaintext: true, commands: true}", 3, "without a username"),
     ],
 )
 def test_mistakes_in_the_north_section_name_file_and_line(section: str, line: int, message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,8 +17,8 @@ from .conftest import WITHIN, gateway_with, north_figures, until
 P = "avila/plant7"
 
 
-def north(broker: Mosquitto) -> Callable[[int], str]:
-    return lambda _port: f"  mqtt: {{port: {broker.port}, reconnect_initial: 100ms, reconnect_max: 300ms}}"
+def north(broker: Mosquitto, *, extra: str = ", commands: true") -> Callable[[int], str]:
+    return lambda _port: f"  mqtt: {{port: {broker.port}, reconnect_initial: 100ms, reconnect_max: 300ms{extra}}}"
 
 
 class Subscriber:
@@ -45,10 +46,12 @@ class Subscriber:
 
 
 @asynccontextmanager
-async def subscribed(broker: Mosquitto, topic: str = f"{P}/#") -> AsyncIterator[Subscriber]:
+async def subscribed(
+    broker: Mosquitto, topic: str = f"{P}/#", *, login: tuple[str, str] | None = None
+) -> AsyncIterator[Subscriber]:
     proc = await asyncio.create_subprocess_exec(
         "mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-v", "-q", "1", "-t", topic,
-        stdout=asyncio.subprocess.PIPE,
+        *(["-u", login[0], "-P", login[1]] if login else []), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     sub = Subscriber(proc)
     reader = asyncio.create_task(sub.read())
@@ -60,8 +63,11 @@ async def subscribed(broker: Mosquitto, topic: str = f"{P}/#") -> AsyncIterator[
         await reader
 
 
-async def publish(broker: Mosquitto, topic: str, payload: str, *, retain: bool = False) -> None:
+async def publish(
+    broker: Mosquitto, topic: str, payload: str, *, retain: bool = False, login: tuple[str, str] | None = None
+) -> None:
     args = ["-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic, "-m", payload]
+    args += ["-u", login[0], "-P", login[1]] if login else []
     proc = await asyncio.create_subprocess_exec("mosquitto_pub", *args, *(["-r"] if retain else []))
     assert await proc.wait() == 0
 
@@ -178,3 +184,47 @@ async def test_mutual_tls_and_a_password_from_a_secret_file(tmp_path: Path) -> N
             proc = await asyncio.create_subprocess_exec("mosquitto_sub", *args, stdout=asyncio.subprocess.PIPE)
             out, _ = await proc.communicate()
             assert out.decode().strip() == "online"
+
+
+async def test_without_commands_true_set_topics_and_sparkplug_commands_are_not_taken(tmp_path: Path) -> None:
+    with Mosquitto() as broker:
+        section = north(broker, extra=", sparkplug: {group_id: plants}")
+        async with gateway_with(tmp_path, section) as (gateway, plc, _port):
+            async with subscribed(broker) as sub:
+                await sub.wait_for(f"{P}/pump1/state")  # published after the publisher's subscriptions
+                await until(lambda: "spBv1.0/plants/NCMD/plant7" in broker.log_text())
+                await publish(broker, f"{P}/pump1/set/speed", '{"value": 1313, "id": "c9"}')
+                flow = (await sub.wait_for(f"{P}/pump1/points/flow"))["ts"]
+                await sub.wait_for(f"{P}/pump1/points/flow", lambda v: v["ts"] > flow)  # the gateway moved on
+            figures, _ = await north_figures(gateway)
+            subscriptions = broker.log_text()
+            assert "/set/" not in subscriptions and "DCMD" not in subscriptions
+            assert not [t for t, _ in sub.messages if t.endswith("/result")]
+            assert (figures["mqtt"]["commands"], figures["sparkplug"]["commands"]) == (0, 0)
+            assert plc.plant.speed_setpoint != 1313
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "north.md"
+LOGINS = {"gateway": "gw-secret", "operator": "op-secret", "viewer": "view-secret"}
+
+
+async def test_with_the_documented_broker_acl_an_operator_commands_and_a_viewer_cannot(tmp_path: Path) -> None:
+    acl = tmp_path / "broker.acl"
+    (text,) = re.findall(r"```text\n(# the gateway.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    acl.write_text(text)  # the broker ACL docs/north.md shows
+    (tmp_path / "broker.pass").write_text("gw-secret\n")
+    with Mosquitto(allow_anonymous=False, users=LOGINS, extra_config=[f"acl_file {acl}"]) as broker:
+        section = north(broker, extra=f", commands: true, username: gateway, password_file: {tmp_path / 'broker.pass'}")
+        async with gateway_with(tmp_path, section) as (gateway, plc, _port):
+            viewer, operator = ("viewer", LOGINS["viewer"]), ("operator", LOGINS["operator"])
+            async with subscribed(broker, login=viewer) as sub:  # a viewer reads the state
+                await sub.wait_for(f"{P}/pump1/state")
+                await publish(broker, f"{P}/pump1/set/speed", '{"value": 901, "id": "by-viewer"}', login=viewer)
+                await publish(broker, f"{P}/pump1/set/speed", '{"value": 1404, "id": "by-operator"}', login=operator)
+                result = await sub.wait_for(f"{P}/pump1/set/speed/result")
+                assert (result["ok"], result["id"]) == (True, "by-operator")  # the viewer's never got through
+                await until(lambda: plc.plant.speed_setpoint == 1404)
+            figures, _ = await north_figures(gateway)
+            assert figures["mqtt"]["commands"] == 1
+            twin = gateway.twins.snapshot("pump1")
+            assert twin["desired"]["speed"]["requested_by"] == "mqtt"

@@ -18,7 +18,8 @@ G, N = "plants", "plant7"
 
 def north(broker: Mosquitto) -> Callable[[int], str]:
     return lambda _port: (
-        f"  mqtt: {{port: {broker.port}, reconnect_initial: 100ms, reconnect_max: 300ms, sparkplug: {{group_id: {G}}}}}"
+        f"  mqtt: {{port: {broker.port}, reconnect_initial: 100ms, reconnect_max: 300ms, commands: true,"
+        f" sparkplug: {{group_id: {G}}}}}"
     )
 
 
