@@ -93,6 +93,8 @@ class Console:
     state: Path
     token: str = ""
     page_errors: list[str] = field(default_factory=list)
+    foreign_requests: list[str] = field(default_factory=list)
+    """Requests a page made anywhere but the gateway (a CDN, a font service...): there must be none."""
 
     def setup_token(self) -> str:
         """The one-time token the gateway wrote to ``<state_dir>/setup-token`` and logged at first start."""
@@ -111,6 +113,10 @@ class Console:
         context.set_default_timeout(10_000)
         page = await context.new_page()
         page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        page.on(
+            "request",
+            lambda r: None if r.url.startswith((self.url + "/", "data:")) else self.foreign_requests.append(r.url),
+        )
         return context, page
 
     async def screenshot(self, page: Page, name: str) -> None:
@@ -446,6 +452,7 @@ async def test_sync_and_driver_pages_show_the_journal_and_the_plc_link(console: 
     await expect(row.locator(sel("driver-connected"))).to_have_text("connected")
     await console.screenshot(page, "drivers")
     assert console.page_errors == []
+    assert console.foreign_requests == []  # every page so far loaded only what the gateway served
 
 
 async def test_on_a_phone_the_menu_folds_and_still_navigates(console: Console, users: dict[str, str]) -> None:

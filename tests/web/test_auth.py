@@ -160,6 +160,12 @@ async def test_viewers_read_operators_write_desired_values_and_acknowledge_admin
                 assert r.status in (200, 409)  # 409 while the alarm has not been raised yet
             async with h.get(operator.url("/api/tokens")) as r:
                 assert r.status == 403
+            validate = operator.url("/api/config/validate")
+            async with h.post(validate, data="site: {id: x}", headers=operator.writes()) as r:
+                assert r.status == 403  # configuration is the admin's
+            async with h.post(operator.url("/api/users"), json={"username": "eve", "password": "password-123",
+                                                                "role": "admin"}, headers=operator.writes()) as r:  # fmt: skip
+                assert r.status == 403
         async with http.get(admin.url("/api/users")) as r:
             assert {u["username"]: u["role"] for u in (await r.json())["users"]} == {
                 "root": "admin",
