@@ -53,7 +53,7 @@ async def secure_client(
     *,
     policy: Any = SecurityPolicyBasic256Sha256,
     mode: Any = None,
-    password: str = "s3cret-pw",
+    password: str | None = "s3cret-pw",
 ) -> Client:
     identity = client_identity(tmp_path)
     client = Client(f"opc.tcp://127.0.0.1:{port}/avila-edge", timeout=WITHIN)
@@ -120,6 +120,16 @@ async def test_a_scada_client_browses_subscribes_writes_a_setpoint_that_reaches_
             assert dv.StatusCode.is_good()
             assert isinstance(dv.Value.Value, float)
             assert dv.SourceTimestamp is not None
+            async with asyncio.timeout(WITHIN):  # the variable and the twin show the same reading
+                while True:
+                    reported = gateway.twins.snapshot("pump1")["reported"]["flow"]  # type: ignore[index]
+                    current = await flow.read_data_value()
+                    if current.Value is not None and current.Value.Value == reported["value"]:
+                        break
+            assert current.SourceTimestamp is not None
+            source = current.SourceTimestamp.replace(tzinfo=dt.UTC)  # when the device measured it
+            since_epoch = source - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+            assert abs(since_epoch // dt.timedelta(microseconds=1) - reported["ts_source"] // 1000) <= 1
 
             alarm = client.get_node(ua.NodeId("pump1/alarms/hot", ns))
             speed = client.get_node(ua.NodeId("pump1/speed", ns))
@@ -127,6 +137,8 @@ async def test_a_scada_client_browses_subscribes_writes_a_setpoint_that_reaches_
             await speed.write_value(ua.DataValue(ua.Variant(1234.0, ua.VariantType.Double)))
             await until(lambda: plc.registers(10, 1) == [1234] or plc.plant.speed_setpoint == 1234)
             assert plc.plant.speed_setpoint == 1234
+            desired = gateway.twins.snapshot("pump1")["desired"]["speed"]  # type: ignore[index]
+            assert (desired["value"], desired["requested_by"]) == (1234.0, "opcua:scada")
             async with asyncio.timeout(WITHIN):
                 while await speed.read_value() != 1234.0:
                     await asyncio.sleep(0.05)
@@ -204,6 +216,18 @@ async def test_a_user_certificate_logs_in_and_may_write(tmp_path: Path) -> None:
             speed = client.get_node(ua.NodeId("pump1/speed", ns))
             await speed.write_value(ua.DataValue(ua.Variant(1666.0, ua.VariantType.Double)))
             await until(lambda: plc.plant.speed_setpoint == 1666)
+        stranger = pki.ensure_client_certificate(tmp_path / "stranger", "urn:test:stranger", hostname="stranger")
+        client = await secure_client(tmp_path, port, password=None)
+        await client.load_client_certificate(str(stranger.cert_path))
+        await client.load_private_key(str(stranger.key_path))
+        with pytest.raises(ua.UaStatusCodeError):  # a user certificate nobody configured
+            async with client:
+                pass
+        anonymous = await secure_client(tmp_path, port, password=None)  # a secure channel, but no login
+        with pytest.raises(ua.UaStatusCodeError):
+            async with anonymous:
+                pass
+        assert plc.plant.speed_setpoint == 1666
 
 
 async def test_no_security_anonymous_untrusted_clients_and_wrong_passwords_are_refused(tmp_path: Path) -> None:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pty
+import select
+import signal
 import ssl
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -240,3 +247,27 @@ async def test_api_tokens_authenticate_machines_without_csrf_and_can_be_revoked(
                 assert r.status == 204
             async with machine.get(admin.url("/api/me"), headers=bearer(token)) as r:
                 assert r.status == 401
+
+
+def test_a_gateway_started_on_a_terminal_prints_the_setup_token_there(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text(f"site: {{id: tty}}\nstate_dir: {tmp_path / 'state'}\nhttp: {{host: 127.0.0.1, port: 0}}\n")
+    primary, secondary = pty.openpty()
+    command = [str(Path(sys.executable).with_name("avila-edge")), "run", "--config", str(config)]
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"one-time setup token:" not in seen or not seen.endswith(b"\n"):
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            assert proc.poll() is None, seen.decode(errors="replace")  # the gateway still runs
+            ready, _, _ = select.select([primary], [], [], 0.5)
+            if ready:
+                seen += os.read(primary, 4096)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        os.close(primary)
+    (line,) = [ln for ln in seen.decode().splitlines() if "one-time setup token:" in ln]
+    assert line.split()[-1] == (tmp_path / "state" / "setup-token").read_text().strip()
