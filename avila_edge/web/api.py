@@ -439,10 +439,15 @@ async def acknowledge(request: web.Request) -> web.Response:
 
 async def sync(request: web.Request) -> web.Response:
     g = request.app[GATEWAY]
-    cursors = {n: {"position": c.position, "lag": c.lag} for n, c in sorted(g.journal.cursors().items())}
+    stats = g.journal.stats()
+    per_entry = stats.bytes / stats.entries if stats.entries else 0.0  # the journal's mean bytes per entry
+    cursors = {
+        n: {"position": c.position, "lag": c.lag, "queued_bytes": round(c.lag * per_entry)}
+        for n, c in sorted(g.journal.cursors().items())
+    }
     return reply(
         Sync(
-            msgspec.to_builtins(g.journal.stats()),
+            msgspec.to_builtins(stats),
             cursors,
             [msgspec.to_builtins(u.stats()) for u in g.uplinks],
             [msgspec.to_builtins(s.stats()) for s in g.sinks],

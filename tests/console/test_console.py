@@ -22,6 +22,7 @@ from avila_edge.core import Event, SystemClock
 from avila_edge.journal import EntryKind
 from avila_edge.runtime.gateway import Gateway
 from hil.modbus_plc import ModbusPlc
+from hil.mosquitto import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 expect.set_options(timeout=10_000)  # CI machines are slow; every wait is still bounded
@@ -38,6 +39,8 @@ site: {{id: console, name: "Console <i>test</i> plant"}}
 state_dir: {state}
 http: {{host: 127.0.0.1, port: 0}}
 audit: {{checkpoint_interval: 1s}}
+uplinks:  # the cloud is away (nothing listens there): the sync page shows what waits for it
+  - {{name: cloud, host: 127.0.0.1, port: {cloud}, plaintext: true, reconnect_initial: 200ms, reconnect_max: 1s}}
 asset_types:
   - id: centrifugal-pump
     derived: {{hydraulic_power: flow * pressure / 36}}
@@ -144,7 +147,7 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
     state = tmp_path_factory.mktemp("console-state")
     try:
         async with ModbusPlc() as plc:
-            config = parse_config(SITE.format(state=state, port=plc.port), filename="site.yaml")
+            config = parse_config(SITE.format(state=state, port=plc.port, cloud=free_port()), filename="site.yaml")
             async with Gateway.running(config, clock=SystemClock()) as gateway, async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
                 try:
@@ -430,7 +433,7 @@ async def test_an_admin_validates_a_pasted_configuration_with_line_precise_issue
     page = admin.page
     await page.goto("/#/config")
     await expect(page.locator(sel("config-yaml"))).to_contain_text("plc1")
-    await page.fill(sel("config-input"), SITE.format(state=console.state, port=console.plc.port))
+    await page.fill(sel("config-input"), SITE.format(state=console.state, port=console.plc.port, cloud=1883))
     await page.click(sel("config-validate"))
     await expect(page.locator(sel("config-ok"))).to_be_visible()
     await page.fill(sel("config-input"), "site: {id: x}\ndevices:\n  - id: d1\n    driver: nosuchdriver\n")
@@ -446,6 +449,13 @@ async def test_sync_and_driver_pages_show_the_journal_and_the_plc_link(console: 
     await page.goto("/#/sync")
     await expect(page.locator(sel("sync-gaps"))).to_have_text("0")
     await expect(page.locator(sel("journal-table"))).to_contain_text("next_seq")
+    r = await admin.context.request.get("/api/sync")
+    cursors = (await r.json())["cursors"]
+    readings = cursors["uplink:cloud:readings"]
+    assert readings["lag"] > 0 and readings["queued_bytes"] > 0  # nothing has reached the cloud
+    row = page.locator(sel("cursor-row")).filter(has_text="uplink:cloud:readings")
+    await expect(row.locator(sel("cursor-queued"))).to_contain_text("B")
+    await expect(page.locator(sel("uplink-item"))).to_contain_text("cloud")
     await console.screenshot(page, "sync")
     await page.goto("/#/drivers")
     row = page.locator(sel("driver-row")).filter(has_text="plc1")

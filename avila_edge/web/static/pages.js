@@ -521,7 +521,9 @@ async function sync() {
       h("p", {}, "Gaps: ", h("strong", { test: "sync-gaps" }, fmtValue(j.gaps ?? 0)), " · dropped: ", h("strong", { test: "sync-dropped" }, fmtValue(j.dropped ?? 0))),
       kvTable(journal, "journal-table")),
     h("section", { class: "card", test: "sync-cursors" }, h("h2", {}, "Cursors (lag in entries)"),
-      cursors.length ? table(cursors, [["name", "cursor"], ["position", "position"], ["lag", "lag"]], "cursors-table", () => "cursor-row", "values") : h("p", { class: "muted" }, "None.")),
+      cursors.length ? table(cursors, [["name", "cursor"], ["position", "position"], ["lag", "lag"],
+        ["queued_bytes", "queued (≈)", (c) => h("span", { test: "cursor-queued" }, fmtBytes(c.queued_bytes))]],
+        "cursors-table", () => "cursor-row", "values") : h("p", { class: "muted" }, "None.")),
     h("section", { class: "card", test: "sync-uplinks" }, h("h2", {}, "Uplinks"), records(s.uplinks, "uplink")),
     h("section", { class: "card", test: "sync-sinks" }, h("h2", {}, "Sinks"), records(s.sinks, "sink")));
 }
