@@ -32,11 +32,20 @@ class ServerMode(enum.StrEnum):
     SIGN_AND_ENCRYPT = "sign_and_encrypt"
 
 
+class OpcUaRole(enum.StrEnum):
+    """What an OPC UA user may do: ``viewer`` browses, reads, subscribes and reads history; ``operator``
+    also writes the writable points (as the console's roles)."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+
+
 class OpcUaUser(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A user name that may log in; its password is the content of ``password_file`` (never the YAML)."""
 
     name: str
     password_file: Path
+    role: OpcUaRole = OpcUaRole.OPERATOR
 
 
 class OpcUaServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -48,8 +57,9 @@ class OpcUaServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     accepted when found in ``trusted_client_certificates`` (files or folders; a CA there trusts what it
     issued); a refused one is saved to ``<certificate_dir>/rejected/`` for review.
 
-    Logins: ``users`` (user name + password file), ``user_certificates`` (X.509 identity tokens:
-    certificates, or a CA, in files or folders), ``anonymous`` (read-only; off by default).
+    Logins: ``users`` (user name + password file, role ``operator`` or ``viewer``), ``user_certificates``
+    (X.509 identity tokens: certificates, or a CA, in files or folders; operators), ``anonymous``
+    (read-only; off by default).
     """
 
     host: str = "127.0.0.1"

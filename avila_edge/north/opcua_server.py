@@ -15,7 +15,8 @@ Address space (namespace ``urn:avila-edge:site:<site>``; string node ids)::
 A write to a writable point becomes ``TwinService.set_desired`` (by ``opcua:<user>``); the result is
 Good when the device took the write, ``BadNotWritable``/``BadTypeMismatch``/``BadUserAccessDenied``
 when refused, ``BadDeviceFailure`` when the device write failed. The value shown stays the reported one
-until the device confirms it. Anonymous sessions (when allowed) may read and subscribe, not write.
+until the device confirms it. Anonymous sessions (when allowed) and users with role viewer may read and
+subscribe, not write.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from avila_edge.config.model import GatewayConfig, PointConfig
-from avila_edge.config.north import OpcUaServerConfig, ServerMode, ServerPolicy
+from avila_edge.config.north import OpcUaRole, OpcUaServerConfig, ServerMode, ServerPolicy
 from avila_edge.core import Event, GatewayError, Quality
 from avila_edge.journal import Journal
 from avila_edge.north import naming
@@ -96,6 +97,7 @@ class OpcUaServer:
         self.journal = journal
         self.record = record
         self._passwords = dict(passwords)
+        self._viewers = frozenset(u.name for u in config.users if u.role is OpcUaRole.VIEWER)
         self._points: dict[str, PointConfig] = {p.id: p for d in gateway.devices for p in d.points}
         self._types = {t.id: t for t in gateway.asset_types}
         self.certificate_dir = config.certificate_dir or gateway.state_dir / "opcua-server"
@@ -343,6 +345,10 @@ class OpcUaServer:
         if who is None:
             self.writes_refused += 1
             logger.warning("OPC UA write to %s refused: anonymous sessions may not write", point)
+            return status(StatusCodes.BadUserAccessDenied)
+        if who in self._viewers:
+            self.writes_refused += 1
+            logger.warning("OPC UA write to %s by %s refused: the user's role is viewer", point, who)
             return status(StatusCodes.BadUserAccessDenied)
         raw = item.Value.Value.Value if item.Value is not None and item.Value.Value is not None else None
         value = desired_value(raw, self._points[point])

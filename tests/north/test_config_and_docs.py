@@ -50,6 +50,7 @@ def test_north_is_off_unless_configured() -> None:
         ("  mqtt: {topic_prefix: 'a/#'}", 3, "wildcards"),
         ("  mqtt: {sparkplug: {group_id: 'a/b'}}", 3, "without '/'"),
         ("  mqtt: {password_file: x}", 3, "needs a username"),
+        ("  opcua: {users: [{name: h, password_file: p, role: boss}]}", 3, "operator"),
         ("  mqtt: {host: 10.1.2.3, plaintext: true, commands: true}", 3, "without a username"),
     ],
 )

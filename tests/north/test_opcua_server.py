@@ -24,7 +24,7 @@ from .conftest import WITHIN, gateway_with, north_figures, until
 NS = "urn:avila-edge:site:plant7"
 
 
-def north(tmp_path: Path, *, extra: str = "") -> Any:
+def north(tmp_path: Path, *, extra: str = "", users: str = "") -> Any:
     (tmp_path / "scada.pass").write_text("s3cret-pw\n")
     trusted = tmp_path / "trusted"
     trusted.mkdir(exist_ok=True)
@@ -32,7 +32,7 @@ def north(tmp_path: Path, *, extra: str = "") -> Any:
     def section(port: int) -> str:
         return (
             f"  opcua: {{port: {port}, trusted_client_certificates: [{trusted}],"
-            f" users: [{{name: scada, password_file: {tmp_path / 'scada.pass'}}}]{extra}}}"
+            f" users: [{{name: scada, password_file: {tmp_path / 'scada.pass'}}}{users}]{extra}}}"
         )
 
     return section
@@ -260,16 +260,24 @@ async def test_no_security_anonymous_untrusted_clients_and_wrong_passwords_are_r
         assert 'avila_edge_north_errors_total{endpoint="opcua"} 2.0' in metrics
 
 
-async def test_anonymous_readers_when_configured_may_read_but_not_write(tmp_path: Path) -> None:
-    async with gateway_with(tmp_path, north(tmp_path, extra=", allow_none: true, anonymous: true")) as (_g, plc, port):
+async def test_anonymous_sessions_and_viewer_users_may_read_but_not_write(tmp_path: Path) -> None:
+    (tmp_path / "historian.pass").write_text("historian-pw\n")
+    historian = f", {{name: historian, role: viewer, password_file: {tmp_path / 'historian.pass'}}}"
+    section = north(tmp_path, extra=", allow_none: true, anonymous: true", users=historian)
+    async with gateway_with(tmp_path, section) as (_g, plc, port):
         await wait_listening(port)
-        async with Client(f"opc.tcp://127.0.0.1:{port}/avila-edge", timeout=5) as client:
-            ns = await client.get_namespace_index(NS)
-            speed = client.get_node(ua.NodeId("pump1/speed", ns))
-            async with asyncio.timeout(WITHIN):
-                while await speed.read_value() is None:
-                    await asyncio.sleep(0.05)
-            with pytest.raises(ua.UaStatusCodeError) as denied:
-                await speed.write_value(ua.DataValue(ua.Variant(900.0, ua.VariantType.Double)))
-            assert denied.value.code == ua.StatusCodes.BadUserAccessDenied
-            assert plc.plant.speed_setpoint != 900
+        anonymous = Client(f"opc.tcp://127.0.0.1:{port}/avila-edge", timeout=5)
+        viewer = await secure_client(tmp_path, port, password=None)
+        viewer.set_user("historian")
+        viewer.set_password("historian-pw")
+        for client in (anonymous, viewer):
+            async with client:
+                ns = await client.get_namespace_index(NS)
+                speed = client.get_node(ua.NodeId("pump1/speed", ns))
+                async with asyncio.timeout(WITHIN):
+                    while await speed.read_value() is None:
+                        await asyncio.sleep(0.05)
+                with pytest.raises(ua.UaStatusCodeError) as denied:
+                    await speed.write_value(ua.DataValue(ua.Variant(900.0, ua.VariantType.Double)))
+                assert denied.value.code == ua.StatusCodes.BadUserAccessDenied
+        assert plc.plant.speed_setpoint != 900
