@@ -25,6 +25,7 @@ ProtocolVersion = Literal[5, "3.1.1"]
 
 DEFAULT_QOS = 1
 DEFAULT_MAX_PAYLOAD = 256 * 1024
+DEFAULT_MAX_QUEUED = 10_000
 
 
 class TlsFiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,6 +60,9 @@ class MqttConnection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ``persistent_session`` keeps the session (subscriptions and queued QoS 1/2 messages) on the broker
     while the gateway is away: MQTT 5 session expiry ``session_expiry``, MQTT 3.1.1 clean session off.
     The password is read from ``password_file`` at each connect and never logged.
+    ``max_queued`` bounds the messages received and not yet committed: QoS 1/2 messages beyond it wait
+    at the broker (they are acknowledged only once committed); QoS 0 messages beyond it are dropped and
+    counted as ``queue_full``.
     """
 
     host: str
@@ -72,6 +76,7 @@ class MqttConnection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     username: str | None = None
     password_file: str | None = None
     max_payload: ByteSize = DEFAULT_MAX_PAYLOAD
+    max_queued: int = DEFAULT_MAX_QUEUED
     subscriptions: tuple[Subscription, ...] = ()
 
 

@@ -1,5 +1,8 @@
 """The MQTT driver: subscribes to a broker, turns JSON, plain-number and Sparkplug B messages into
-Readings of the configured points, and reconnects with backoff when the broker goes away."""
+Readings of the configured points, and reconnects with backoff when the broker goes away.
+
+A batch of messages is acknowledged only after the sink has taken its readings (the pipeline returns
+once they are committed to the journal): QoS 1/2 ingest is at least once into the journal."""
 
 from __future__ import annotations
 
@@ -112,7 +115,10 @@ class MqttDriver(Driver):
                 readings = self._handle(batch)
                 self._health.last_poll_seconds = time.perf_counter() - started
                 if readings:
-                    await sink(readings)
+                    await sink(readings)  # returns once they are committed (or filtered as repeats)
+                link.ack(batch)
+                if dropped := link.take_dropped():
+                    self._queue_full(dropped)
                 if self._rebirth_due:
                     await self._request_rebirths(link)
         finally:
@@ -146,6 +152,18 @@ class MqttDriver(Driver):
                 for p in self.routes.points_of(topic_filter)
             )
         return out
+
+    def _queue_full(self, dropped: int) -> None:
+        self._health.errors["queue_full"] = self._health.errors.get("queue_full", 0) + dropped
+        seen = self._logged.get("queue_full", 0) + 1
+        self._logged["queue_full"] = seen
+        if seen <= LOG_FIRST or seen % LOG_EVERY == 0:
+            logger.warning(
+                "%s: %d QoS 0 message(s) dropped: more than max_queued %d waiting for the journal",
+                self.device.id,
+                dropped,
+                self.device.connection.max_queued,
+            )
 
     async def _request_rebirths(self, link: Link) -> None:
         now = self.clock.monotonic()

@@ -215,6 +215,8 @@ def check_device(device: DeviceConfig) -> list[tuple[str, str]]:
         problems.append(("connection.session_expiry", "a persistent session needs at least 1 s"))
     if conn.max_payload < 1:
         problems.append(("connection.max_payload", "must be at least 1 byte"))
+    if not 1 <= conn.max_queued <= 1_000_000:
+        problems.append(("connection.max_queued", "must be between 1 and 1000000 messages"))
     if conn.password_file is not None and conn.username is None:
         problems.append(("connection.password_file", "a password needs a username too"))
     if conn.client_id is not None and not conn.client_id:

@@ -4,18 +4,29 @@
 disconnects. Every failure leaves as ``LinkDown`` (connection lost, refused, unreachable, TLS or
 password file unreadable) or ``DeviceRejected`` (the broker refused the login or a subscription),
 naming the device, the broker and the operation. Passwords never appear in messages or logs.
+
+Acknowledgements wait for the journal: paho runs with ``manual_ack`` and the driver calls
+``Link.ack(batch)`` once the batch's readings are committed, so a QoS 1 message the gateway loses
+before its commit (crash, link loss) is delivered again by the broker. paho sends a QoS 2 PUBREC on
+receipt and the broker forgets the message at that point, so a QoS 2 subscription is requested as
+QoS 1: at least once into the journal, instead of a lost message in that window.
+
+Received messages wait in a bounded inbox (``max_queued``). QoS 1 messages are held back at the
+broker by acknowledging late (MQTT 5 ``Receive Maximum``; 3.1.1 brokers apply their own in-flight
+window); QoS 0 messages beyond the bound are dropped and counted (``queue_full``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -40,6 +51,7 @@ class Inbound:
     payload: bytes
     qos: int
     retain: bool
+    mid: int = 0
 
 
 class Link(Protocol):
@@ -54,6 +66,14 @@ class Link(Protocol):
         ...
 
     async def publish(self, topic: str, payload: bytes, qos: int) -> None: ...
+
+    def ack(self, batch: Sequence[Inbound]) -> None:
+        """Acknowledge the QoS 1/2 messages of ``batch`` (their readings are committed)."""
+        ...
+
+    def take_dropped(self) -> int:
+        """QoS 0 messages dropped because the inbox was full since the last call."""
+        ...
 
 
 class Transport(Protocol):
@@ -106,10 +126,11 @@ class BrokerTransport:
         options: dict[str, Any] = {}
         if v5:
             options["clean_start"] = not c.persistent_session
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.ReceiveMaximum = min(c.max_queued, 0xFFFF)  # unacknowledged QoS 1 messages in flight
             if c.persistent_session:
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = min(int(c.session_expiry), 0xFFFFFFFF)
-                options["properties"] = props
+            options["properties"] = props
         else:
             options["clean_session"] = not c.persistent_session
         if tls is not None:
@@ -125,10 +146,12 @@ class BrokerTransport:
             keepalive=max(1, math.ceil(c.keepalive)),
             timeout=self.timeout,
             logger=logging.getLogger(f"{__name__}.paho"),
+            queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", functools.partial(_Inbox, limit=c.max_queued)),
             **options,
         )
-        # paho waits 5 s for a TCP connection by default; aiomqtt does not expose the setting.
+        # paho waits 5 s for a TCP connection by default; aiomqtt exposes neither that nor manual_ack.
         client._client.connect_timeout = self.timeout
+        client._client.manual_ack_set(True)
         return client
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -155,18 +178,40 @@ class BrokerTransport:
             ) from exc
 
 
+class _Inbox(asyncio.Queue["aiomqtt.Message"]):
+    """aiomqtt's incoming queue, bounded for QoS 0 (dropped and counted beyond ``limit``); QoS 1
+    messages are bounded by the broker's in-flight window, as they are acknowledged only later."""
+
+    def __init__(self, maxsize: int = 0, *, limit: int) -> None:
+        super().__init__()  # unbounded for asyncio: a full asyncio queue would drop QoS 1 messages too
+        self.limit = limit
+        self.dropped = 0
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        if item.qos == 0 and self.qsize() >= self.limit:
+            self.dropped += 1
+            return
+        super().put_nowait(item)
+
+
 class _AiomqttLink:
     def __init__(self, transport: BrokerTransport, client: aiomqtt.Client) -> None:
         self._t = transport
         self._client = client
+        self._paho = client._client
         self._messages = client.messages
+        inbox = client._queue
+        assert isinstance(inbox, _Inbox)
+        self._inbox = inbox
+        self._dropped_seen = 0
 
     async def subscribe(self, filters: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
         if not filters:
             return []
         what = f"subscribe at {self._t.endpoint}"
         try:
-            codes = await self._client.subscribe(list(filters), timeout=self._t.timeout)
+            wire = [(f, min(qos, 1)) for f, qos in filters]  # QoS 2 as QoS 1: see the module docstring
+            codes = await self._client.subscribe(wire, timeout=self._t.timeout)
         except aiomqtt.MqttError as exc:
             raise LinkDown(self._t.device, what, _reason(exc) or "no answer") from exc
         refused: list[tuple[str, str]] = []
@@ -178,22 +223,35 @@ class _AiomqttLink:
         return refused
 
     async def receive(self) -> list[Inbound]:
+        inbox = self._inbox
         try:
-            first = await anext(self._messages)
-            batch = [first]
-            for _ in range(min(len(self._messages), MAX_BATCH - 1)):
-                batch.append(await anext(self._messages))
+            batch = [inbox.get_nowait()] if inbox.qsize() else [await anext(self._messages)]
         except aiomqtt.MqttError as exc:
             raise LinkDown(self._t.device, f"receive from {self._t.endpoint}", "connection lost") from exc
+        # What is queued already arrived: take it without a wake-up per message.
+        for _ in range(min(inbox.qsize(), MAX_BATCH - 1)):
+            batch.append(inbox.get_nowait())
         return [
             Inbound(
                 m.topic.value,
                 m.payload if isinstance(m.payload, bytes) else str(m.payload).encode(),
                 m.qos,
-                bool(m.retain),
+                m.retain,
+                m.mid,
             )
             for m in batch
         ]
+
+    def ack(self, batch: Sequence[Inbound]) -> None:
+        paho = self._paho
+        for m in batch:
+            if m.qos:
+                paho.ack(m.mid, m.qos)  # on a lost link this does nothing: the broker sends it again
+
+    def take_dropped(self) -> int:
+        dropped = self._inbox.dropped - self._dropped_seen
+        self._dropped_seen = self._inbox.dropped
+        return dropped
 
     async def publish(self, topic: str, payload: bytes, qos: int) -> None:
         try:

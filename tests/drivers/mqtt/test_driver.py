@@ -88,7 +88,8 @@ async def test_every_qos_level_is_delivered(broker: Mosquitto, qos: int) -> None
             await mosquitto_pub(broker, "plant/pump1/flow", str(i).encode(), qos=qos)
         await sink.wait_value("pump1/flow", 4)
     assert [r.value for r in sink.of("pump1/flow")] == [0, 1, 2, 3, 4]
-    assert f"avila-edge-broker1 {qos} plant/pump1/flow" in broker.log_text()  # subscribed at that QoS
+    # subscribed at that QoS, QoS 2 as QoS 1 (paho would release a QoS 2 message before its commit)
+    assert f"avila-edge-broker1 {min(qos, 1)} plant/pump1/flow" in broker.log_text()
 
 
 async def test_a_retained_message_is_received_on_subscribe(broker: Mosquitto) -> None:
@@ -420,6 +421,12 @@ class _RefusingBroker:
 
     async def publish(self, topic: str, payload: bytes, qos: int) -> None:
         raise AssertionError("nothing is published")
+
+    def ack(self, batch: Sequence[Inbound]) -> None:
+        raise AssertionError("nothing is received")
+
+    def take_dropped(self) -> int:
+        return 0
 
 
 async def test_a_refused_subscription_marks_only_its_points_bad() -> None:

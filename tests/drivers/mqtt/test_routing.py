@@ -98,10 +98,12 @@ def test_check_device_reports_cross_field_problems() -> None:
         ],
         password_file="/x",
         tls=TlsFiles(cert_file="c.pem"),
+        max_queued=0,
     )
     found = dict(check_device(dev))
     assert found["connection.port"] == "must be between 1 and 65535"
     assert found["connection.password_file"] == "a password needs a username too"
+    assert found["connection.max_queued"] == "must be between 1 and 1000000 messages"
     assert "cert_file and key_file go together" in found["connection.tls"]
     assert "not both" in found["points[0].address"]
     assert found["points[1].address.node"] == "a sparkplug point needs group, node and metric"
