@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -62,6 +63,9 @@ async def test_first_start_logs_a_one_time_setup_token_that_creates_the_first_ad
         assert ADMIN[1] not in users.read_text()
         assert stored["users"][0]["role"] == "admin"
         assert len(bytes.fromhex(stored["users"][0]["salt"])) == 16
+        salt, digest = bytes.fromhex(stored["users"][0]["salt"]), stored["users"][0]["hash"]
+        memory_hard = hashlib.scrypt(ADMIN[1].encode(), salt=salt, n=2**14, r=8, p=1, maxmem=64 * 2**20, dklen=32)
+        assert digest == memory_hard.hex()  # scrypt with 16 MiB of memory per guess, as docs/api.md says
         async with http.get(f"{base}/api/setup") as r:
             assert await r.json() == {"needed": False}
         async with http.post(f"{base}/api/setup", json={**wrong, "token": token}) as r:
