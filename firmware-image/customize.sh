@@ -19,6 +19,9 @@ cp "$TOP"/docs/*.md "$R/opt/avila-edge/docs/"
 
 # units, broker configuration, site, provisioning, mounts
 cp "$TOP"/systemd/*.service "$R/etc/systemd/system/"
+# the generator gives avila-edge.service the serial ports the site names (and no other device)
+install -D -m 0755 "$TOP/systemd/avila-edge-devices-generator" \
+    "$R/usr/lib/systemd/system-generators/avila-edge-devices-generator"
 mkdir -p "$R/etc/avila-edge/credentials"
 cp "$TOP/systemd/avila-edge-mosquitto.conf" "$R/etc/avila-edge/mosquitto.conf"
 cp -R "$HERE"/rootfs/. "$R/"
@@ -32,7 +35,7 @@ chmod 0644 "$R/etc/avila-edge/site.yaml" "$R/etc/avila-edge/mosquitto.conf" "$R/
     "$R/etc/avila-edge/update-keys" "$R/etc/avila-edge/mosquitto.passwd"
 
 chroot "$R" systemctl enable systemd-networkd.service avila-edge-provision.service avila-edge-mosquitto.service \
-    avila-edge.service avila-edge-update-commit.service
+    avila-edge.service avila-edge-update-boot.service avila-edge-update-commit.service
 chroot "$R" systemctl mask mosquitto.service   # Debian's own broker: avila-edge-mosquitto replaces it
 chroot "$R" systemctl set-default multi-user.target
 mkdir -p "$R/data"

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason=
 def test_the_image_units_are_there() -> None:
     assert {u.name for u in UNITS} == {
         "avila-edge-provision.service",
+        "avila-edge-update-boot.service",
         "avila-edge-update-commit.service",
         "avila-edge-http-forward.service",
     }
@@ -54,3 +55,13 @@ def test_a_failed_commit_reboots_into_the_good_slot() -> None:
     text = (IMAGE / "etc" / "systemd" / "system" / "avila-edge-update-commit.service").read_text()
     assert "FailureAction=reboot" in text
     assert "avila-edge update commit --health-url http://127.0.0.1:8080/healthz" in text
+
+
+def test_a_trial_boot_is_counted_before_the_gateway_and_the_commit_unit_start() -> None:
+    # without this step "booted" never becomes the slot on trial: the commit unit could neither
+    # commit nor roll back, and its FailureAction=reboot would loop
+    text = (IMAGE / "etc" / "systemd" / "system" / "avila-edge-update-boot.service").read_text()
+    assert "ExecStart=/opt/avila-edge/venv/bin/avila-edge update boot\n" in text
+    assert "Before=avila-edge.service avila-edge-update-commit.service\n" in text
+    enabled = (ROOT / "firmware-image" / "customize.sh").read_text()
+    assert "avila-edge-update-boot.service avila-edge-update-commit.service" in enabled

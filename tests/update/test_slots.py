@@ -13,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from avila_edge.audit import DeviceKey
 from avila_edge.cli import main
+from avila_edge.config.model import JournalConfig
 from avila_edge.core import SystemClock
 from avila_edge.runtime.gateway import Gateway
 from avila_edge.update import UpdateError, open_bundle
@@ -114,6 +116,27 @@ async def test_a_healthy_gateway_commits_the_trial(
         )
     assert (code, out) == (0, {"committed": "b"})
     assert slots(root).state().primary == "b"
+
+
+async def test_a_gateway_that_answers_unhealthy_rolls_the_trial_back(
+    tmp_path: Path, release_key: DeviceKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = arm(tmp_path, release_key)
+    site = counting_site(tmp_path / "state", counting_device("dev1", "pump1/flow"))
+    site = msgspec.structs.replace(site, journal=JournalConfig(max_bytes=1024))  # full from the start: /healthz 503
+    async with Gateway.running(site, clock=SystemClock(), plugins=counting_plugins()) as gateway:
+        url = f"{gateway.http_url}/healthz"
+        code, out = await asyncio.to_thread(
+            cli, capsys, "update", "commit", "--slots", str(root), "--health-url", url, "--deadline", "1"
+        )
+    assert code == 1
+    assert out["rolled_back"] == "b"
+    assert "HTTP 503" in str(out["reason"])
+    assert "journal is full" in str(out["reason"])
+    state = slots(root).state()
+    assert (state.primary, state.trying, state.slots["b"].state) == ("a", None, "bad")
+    assert "journal is full" in str(state.slots["b"].note)
+    assert slots(root).boot() == "a"
 
 
 def test_an_unreachable_gateway_rolls_the_trial_back(
