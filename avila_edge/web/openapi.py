@@ -95,6 +95,10 @@ def _operation(op: Operation, schemas: dict[Any, dict[str, Any]]) -> dict[str, A
         success["content"] = {op.content: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): success}
     errors = dict(op.errors)
+    if op.params or op.body is not None:
+        errors.setdefault(400, "a parameter or the body is malformed or out of range")
+    if op.body is not None and op.body != "text":
+        errors.setdefault(415, "the body is not sent as application/json")
     if op.access != "open":
         errors.setdefault(401, "not logged in")
         if op.access != "loopback":
