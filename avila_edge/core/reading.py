@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Final, TypeAlias
 
 import msgspec
@@ -59,7 +60,22 @@ class Reading(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 
     def with_seq(self, seq: int) -> Reading:
         """The same reading, as committed at journal position ``seq``."""
-        return msgspec.structs.replace(self, seq=seq)
+        return committed((self,), (seq,))[0]
+
+
+def committed(readings: Iterable[Reading], seqs: Iterable[int]) -> list[Reading]:
+    """Each reading as committed at its journal position: a copy with ``seq`` set.
+
+    Only ``seq`` differs from a reading that was already checked, so the copy is not checked again
+    (``msgspec.structs.replace`` would run ``__post_init__``: twice the cost, per reading)."""
+    out: list[Reading] = []
+    append = out.append
+    set_seq = msgspec.structs.force_setattr
+    for reading, seq in zip(readings, seqs, strict=True):
+        copy = reading.__copy__()  # type: ignore[attr-defined]  # a Struct has it; the stubs leave it out
+        set_seq(copy, "seq", seq)
+        append(copy)
+    return out
 
 
 def bad(point: str, reason: str, *, ts_source: int, ts_gateway: int, value: Value | None = None) -> Reading:

@@ -69,18 +69,10 @@ def encode_reading(reading: Reading, seq: int) -> bytes:
     value = reading.value
     if isinstance(value, float) and not math.isfinite(value):
         raise JournalError(f"{reading.point}: value {value} is not a finite number; record it as Bad instead")
-    return _encoder.encode(
-        _ReadingBody(
-            point=reading.point,
-            quality=_QUALITY_NAMES[reading.quality],
-            seq=seq,
-            ts_gateway=reading.ts_gateway,
-            ts_source=reading.ts_source,
-            value=value,
-            type="reading",
-            reason=reading.reason,
-        )
-    )
+    # positional, in the field order of _ReadingBody: a quarter cheaper than keywords, once per reading
+    body = _ReadingBody(reading.point, _QUALITY_NAMES[reading.quality], seq, reading.ts_gateway, reading.ts_source,
+                        value, "reading", reading.reason)  # fmt: skip
+    return _encoder.encode(body)
 
 
 def encode_event(event: Event, seq: int) -> bytes:

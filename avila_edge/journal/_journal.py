@@ -15,8 +15,9 @@ import msgspec
 
 from avila_edge.config.model import JournalConfig
 from avila_edge.core import Clock, Event, JournalError, JournalFull, Reading
+from avila_edge.core.reading import committed
 from avila_edge.journal._encoding import Entry, EntryKind
-from avila_edge.journal._store import CommitHook, Counters, Item, ReaderStore, RemovalHook, WriterStore
+from avila_edge.journal._store import Batch, CommitHook, Counters, ReaderStore, RemovalHook, WriterStore
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +79,10 @@ class Cursor:
 
 
 class _Pending:
-    __slots__ = ("future", "items")
+    __slots__ = ("batch", "future")
 
-    def __init__(self, items: list[Item], future: asyncio.Future[list[Entry]]) -> None:
-        self.items = items
+    def __init__(self, batch: Batch, future: asyncio.Future[list[Entry]]) -> None:
+        self.batch = batch
         self.future = future
 
 
@@ -187,23 +188,23 @@ class Journal:
             raise JournalFull(
                 f"journal {self.path} is at its cap of {self.config.max_bytes} bytes and nothing can be dropped"
             )
-        entries = await self._submit([(EntryKind.READING, r) for r in readings])
-        return [r.with_seq(e.seq) for r, e in zip(readings, entries, strict=True)]
+        entries = await self._submit(Batch(readings=readings))
+        return committed(readings, [e.seq for e in entries])
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:
         """Commit ``events``; return them with their seq. Events are never dropped by retention."""
         if not events:
             return []
-        entries = await self._submit([(EntryKind.EVENT, e) for e in events])
+        entries = await self._submit(Batch(events=events))
         return [ev.with_seq(e.seq) for ev, e in zip(events, entries, strict=True)]
 
-    async def _submit(self, items: list[Item]) -> list[Entry]:
+    async def _submit(self, batch: Batch) -> list[Entry]:
         if self._closing:
             raise JournalError(f"journal {self.path} is closed")
         self._started = True
         future: asyncio.Future[list[Entry]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(items, future))
-        self._pending_count += len(items)
+        self._pending.append(_Pending(batch, future))
+        self._pending_count += len(batch)
         self._wake.set()
         return await asyncio.shield(future)
 
@@ -229,41 +230,47 @@ class Journal:
                 continue
             group: list[_Pending] = []
             count = 0
-            while self._pending and (not group or count + len(self._pending[0].items) <= self.config.batch_max):
+            while self._pending and (not group or count + len(self._pending[0].batch) <= self.config.batch_max):
                 p = self._pending.pop(0)
                 group.append(p)
-                count += len(p.items)
+                count += len(p.batch)
             self._pending_count -= count
             if self._pending:
                 self._wake.set()
-            items = [item for p in group for item in p.items]
-            started = time.perf_counter()
-            self._committing = group
-            try:
-                entries = await self._run_writer(self._writer_store().write, items)
-            except Exception as exc:
-                self._committing = []
-                logger.error("journal commit of %d entries failed: %s", len(items), exc)  # noqa: TRY400
-                error = exc if isinstance(exc, JournalError) else JournalError(f"journal commit failed: {exc}")
-                for p in group:
-                    if not p.future.done():
-                        p.future.set_exception(error)
-                continue
+            await self._commit(group)
+            del group  # nothing of a commit stays alive while the loop waits for the next one
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        """Write one group of appends in one transaction and answer each of them."""
+        started = time.perf_counter()
+        self._committing = group
+        batches = [p.batch for p in group]
+        try:
+            entries: list[Entry] = await self._run_writer(self._writer_store().write, batches)
+        except Exception as exc:
             self._committing = []
-            self._last_commit_seconds = time.perf_counter() - started
-            self._commits += 1
-            self._appended += len(entries)
-            self._counters.next_seq = entries[-1].seq + 1
-            self._counters.entries += len(entries)
-            offset = 0
+            count = sum(len(b) for b in batches)
+            logger.error("journal commit of %d entries failed: %s", count, exc)  # noqa: TRY400
+            error = exc if isinstance(exc, JournalError) else JournalError(f"journal commit failed: {exc}")
             for p in group:
-                n = len(p.items)
                 if not p.future.done():
-                    p.future.set_result(entries[offset : offset + n])
-                offset += n
-            self._signal_commit()
-            if self._commits % 64 == 0:
-                self._retention_due.set()
+                    p.future.set_exception(error)
+            return
+        self._committing = []
+        self._last_commit_seconds = time.perf_counter() - started
+        self._commits += 1
+        self._appended += len(entries)
+        self._counters.next_seq = entries[-1].seq + 1
+        self._counters.entries += len(entries)
+        offset = 0
+        for p in group:
+            n = len(p.batch)
+            if not p.future.done():
+                p.future.set_result(entries[offset : offset + n])
+            offset += n
+        self._signal_commit()
+        if self._commits % 64 == 0:
+            self._retention_due.set()
 
     def _signal_commit(self) -> None:
         signal, self._committed = self._committed, asyncio.Event()

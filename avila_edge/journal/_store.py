@@ -34,7 +34,18 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', 0), ('retired', 0), ('dropped', 0), ('gaps', 0);
 """
 
-Item = tuple[EntryKind, Reading | Event]
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one append hands the writer: its readings or its events, in order."""
+
+    readings: Sequence[Reading] = ()
+    events: Sequence[Event] = ()
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.events)
+
+
 BucketRow = tuple[int, int, float, float, float]
 
 
@@ -115,35 +126,39 @@ class WriterStore:
             self._new_points.append(name)
         return pid
 
-    def _insert(self, items: Sequence[Item]) -> list[Entry]:
-        """Insert ``items`` at the next seqs inside the open transaction; return their entries."""
+    def _insert(self, batches: Sequence[Batch]) -> list[Entry]:
+        """Insert ``batches`` at the next seqs inside the open transaction; return their entries."""
         seq = self.counters.next_seq
         entries: list[Entry] = []
         rows: list[tuple[int, int, int | None, int, bytes]] = []
-        for kind, obj in items:
-            if kind is EntryKind.READING:
-                assert isinstance(obj, Reading)
-                body = encode_reading(obj, seq)
-                rows.append((seq, 0, self._point_id(obj.point), obj.ts_gateway, body))
-                entries.append(Entry(seq, kind, obj.point, obj.ts_gateway, body))
-            else:
-                assert isinstance(obj, Event)
-                body = encode_event(obj, seq)
-                rows.append((seq, 1, None, obj.ts, body))
-                entries.append(Entry(seq, kind, None, obj.ts, body))
-            seq += 1
+        add_row, add_entry, points = rows.append, entries.append, self._points  # once per reading below
+        reading_kind, event_kind = EntryKind.READING, EntryKind.EVENT
+        for batch in batches:
+            for r in batch.readings:
+                body = encode_reading(r, seq)
+                point_id = points.get(r.point)
+                if point_id is None:
+                    point_id = self._point_id(r.point)
+                add_row((seq, 0, point_id, r.ts_gateway, body))
+                add_entry(Entry(seq, reading_kind, r.point, r.ts_gateway, body))
+                seq += 1
+            for e in batch.events:
+                body = encode_event(e, seq)
+                add_row((seq, 1, None, e.ts, body))
+                add_entry(Entry(seq, event_kind, None, e.ts, body))
+                seq += 1
         self.conn.executemany("INSERT INTO entry(seq, kind, point_id, ts, body) VALUES (?,?,?,?,?)", rows)
         self.conn.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq,))
         for hook in self.hooks:
             hook(self.conn, entries)
         return entries
 
-    def write(self, items: Sequence[Item]) -> list[Entry]:
-        """Commit ``items`` in one transaction. All or nothing."""
+    def write(self, batches: Sequence[Batch]) -> list[Entry]:
+        """Commit ``batches`` in one transaction. All or nothing."""
         self._new_points = []
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            entries = self._insert(items)
+            entries = self._insert(batches)
             self.conn.execute("COMMIT")
             self._new_points = []
         except BaseException as exc:
@@ -301,7 +316,7 @@ class WriterStore:
                 "cursors": list(behind),
             },
         )
-        entries = self._insert([(EntryKind.EVENT, gap)])
+        entries = self._insert([Batch(events=[gap])])
         self.counters.next_seq += len(entries)
         self._count(dropped=count, gaps=1)
         return int(count), entries
