@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from avila_edge.config.expr import Expression, Sample
 from avila_edge.config.model import GatewayConfig
 from avila_edge.config.twins import AggregateFunction, AssetTypeConfig
-from avila_edge.core import DriverError, Event, GatewayError, Quality, Reading, Value, split_point_id
+from avila_edge.core import DriverError, Event, GatewayError, Quality, Reading, Value
+from avila_edge.core.reading import POINT_SEPARATOR
 from avila_edge.twins.alarms import Alarm, AlarmState, AlarmTransition
 from avila_edge.twins.maintenance import HealthTracker, RulEstimate
 from avila_edge.twins.state import Desired, NotWritable, Reported, TwinState, WriteStatus
@@ -42,6 +43,8 @@ class _Twin:
     health: HealthTracker | None = None
     rul: RulEstimate | None = None
     anomaly: dict[str, dict[str, object]] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)
+    """How near a reading must come to a desired value to confirm it, by writable point name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +69,12 @@ class TwinService:
                 twin.derived = {name: Expression(text) for name, text in t.derived.items()}
                 twin.alarms = {c.id: Alarm(c, a.id) for c in t.alarms}
                 twin.health = HealthTracker(t.maintenance) if t.maintenance else None
+                twin.tolerance = {name: w.tolerance for name, w in t.writable.items()}
             self._twins[a.id] = twin
         for a in config.assets:
             if a.parent in self._twins:
                 self._twins[a.parent].children.append(a.id)
-        self._units = {p.id: p.unit for d in config.devices for p in d.points}
+        self._units = {p.id: p.unit for d in config.devices for p in d.points if p.unit}  # most have none
         self._writable_points = {p.id for d in config.devices for p in d.points if p.writable}
         self._subscribers: set[asyncio.Queue[TwinChange]] = set()
         self.dropped_notifications = 0
@@ -127,20 +131,20 @@ class TwinService:
         """Take committed readings; return the events (alarms, write outcomes) to journal."""
         events: list[Event] = []
         touched: set[str] = set()
-        for r in readings:
-            try:
-                asset, name = split_point_id(r.point)
-            except ValueError:
+        twins = self._twins
+        newest = 0
+        for r in readings:  # the hot path: one reading after another of every batch
+            asset, _, name = r.point.partition(POINT_SEPARATOR)
+            twin = twins.get(asset)
+            if twin is None or not name or POINT_SEPARATOR in name:  # not 'asset/point' of a twin
                 continue
-            twin = self._twins.get(asset)
-            if twin is None:
-                continue
-            self.now = max(self.now, r.ts_gateway / 1e9)
-            tolerance = twin.type.writable[name].tolerance if twin.type and name in twin.type.writable else 0.0
-            confirmed = twin.state.report(name, r, tolerance)
+            newest = max(newest, r.ts_gateway)
+            confirmed = twin.state.report(name, r, twin.tolerance.get(name, 0.0))
             if confirmed is not None:
                 events.append(_write_event(asset, name, confirmed, r.ts_gateway))
             touched.add(asset)
+        if touched:
+            self.now = max(self.now, newest / 1e9)
         for asset in list(touched):
             events += self._recompute(asset, int(self.now * 1e9))
             parent = self._twins[asset].parent
@@ -222,7 +226,7 @@ class TwinService:
             asset, _, name = r.point.partition("/")
             twin = self._twins.get(asset)
             if twin is not None:
-                twin.state.reported[name] = Reported.of(r)
+                twin.state.reported[name] = r
                 self.now = max(self.now, r.ts_gateway / 1e9)
         for e in events:
             asset, _, name = e.source.partition("/")
@@ -336,7 +340,7 @@ def _aggregate(fn: AggregateFunction, values: list[float]) -> float | None:
     return min(values) if fn is AggregateFunction.MIN else max(values)
 
 
-def _reported(r: Reported, unit: str) -> dict[str, object]:
+def _reported(r: Reading | Reported, unit: str) -> dict[str, object]:
     return {
         "value": r.value,
         "quality": r.quality.name.lower(),

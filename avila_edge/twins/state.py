@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 from dataclasses import dataclass, field
 
 from avila_edge.core import GatewayError, Quality, Reading, Value
@@ -38,16 +39,15 @@ class NotWritable(GatewayError):
 
 @dataclass(frozen=True, slots=True)
 class Reported:
+    """A derived value (expression, aggregate) as the twin holds it. Device points are held as the
+    committed ``Reading`` itself, which has the same fields."""
+
     value: Value | None
     quality: Quality
     reason: str
     ts_source: int
     ts_gateway: int
     seq: int | None
-
-    @classmethod
-    def of(cls, r: Reading) -> Reported:
-        return cls(r.value, r.quality, r.reason, r.ts_source, r.ts_gateway, r.seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,9 @@ class TwinState:
     """The state of one asset's twin."""
 
     asset: str
-    reported: dict[str, Reported] = field(default_factory=dict)
+    reported: dict[str, Reading] = field(default_factory=dict)
+    """The newest committed reading of each device point, by point name (the same object the
+    pipeline's live table holds: a twin adds no copy per point)."""
     desired: dict[str, Desired] = field(default_factory=dict)
     derived: dict[str, Reported] = field(default_factory=dict)
     version: int = 0
@@ -108,8 +110,13 @@ class TwinState:
 
     def report(self, name: str, reading: Reading, tolerance: float) -> Desired | None:
         """Take a reading; return the desired value it confirmed, if any."""
-        self.reported[name] = Reported.of(reading)
+        reported = self.reported
+        if name not in reported:  # the first time: one key string for ``name`` in every twin
+            name = sys.intern(name)
+        reported[name] = reading
         self.version += 1
+        if not self.desired:
+            return None
         d = self.desired.get(name)
         if (
             d is not None
