@@ -6,6 +6,7 @@ once they are committed to the journal): QoS 1/2 ingest is at least once into th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -94,6 +95,21 @@ class MqttDriver(Driver):
                 await self._link_lost(exc, sink)
 
     async def _session(self, link: Link, sink: ReadingSink) -> None:
+        """Subscribe and receive side by side: a persistent session's backlog arrives right after the
+        CONNACK, ahead of the SUBACK, and is taken (and acknowledged) while the subscription is made."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._subscribe(link, sink), name=f"driver[mqtt:{self.device.id}].subscribe")
+                await self._receive(link, sink)
+        except BaseExceptionGroup as group:
+            errors = group.exceptions
+            if all(isinstance(e, DriverError) for e in errors):  # the link failed under both tasks
+                raise errors[0] from None
+            raise
+        finally:
+            self._link = None
+
+    async def _subscribe(self, link: Link, sink: ReadingSink) -> None:
         refused = await link.subscribe(self.routes.subscriptions)
         check_cancelled()  # connecting and subscribing may have swallowed a cancellation
         self._link = link
@@ -107,22 +123,21 @@ class MqttDriver(Driver):
         )
         if refused:
             await sink(self._refused(refused))
-        try:
-            while True:
-                check_cancelled()
-                batch = await link.receive()
-                started = time.perf_counter()
-                readings = self._handle(batch)
-                self._health.last_poll_seconds = time.perf_counter() - started
-                if readings:
-                    await sink(readings)  # returns once they are committed (or filtered as repeats)
-                link.ack(batch)
-                if dropped := link.take_dropped():
-                    self._queue_full(dropped)
-                if self._rebirth_due:
-                    await self._request_rebirths(link)
-        finally:
-            self._link = None
+
+    async def _receive(self, link: Link, sink: ReadingSink) -> None:
+        while True:
+            check_cancelled()
+            batch = await link.receive()
+            started = time.perf_counter()
+            readings = self._handle(batch)
+            self._health.last_poll_seconds = time.perf_counter() - started
+            if readings:
+                await sink(readings)  # returns once they are committed (or filtered as repeats)
+            link.ack(batch)
+            if dropped := link.take_dropped():
+                self._queue_full(dropped)
+            if self._rebirth_due:
+                await self._request_rebirths(link)
 
     async def _link_lost(self, exc: DriverError, sink: ReadingSink) -> None:
         self._link = None

@@ -191,3 +191,17 @@ async def test_a_batch_whose_commit_failed_is_delivered_again_after_the_restart(
     assert failed.group_contains(RuntimeError, match="journal unavailable")
     async with running(dev) as (_, sink):  # the supervisor's restart
         await sink.wait_value("pump1/flow", 3)
+
+
+async def test_a_persistent_sessions_backlog_larger_than_max_queued_is_taken_whole_on_reconnect() -> None:
+    sub = Subscription(filter="plant/+/+", template="plant/{asset}/{point}", format="number", qos=0)
+    async with Mosquitto(extra_config=("queue_qos0_messages true",)) as broker:
+        dev = device(broker.port, [point("pump1/flow")], subscriptions=[sub], persistent_session=True, max_queued=5)
+        async with running(dev):
+            pass
+        await _publish_lines(broker, "plant/pump1/flow", [str(i) for i in range(50)], qos=0)
+        async with running(dev, connected=False) as (driver, sink):  # the backlog comes ahead of the SUBACK
+            await sink.wait_value("pump1/flow", 49)
+            health = driver.health()
+    assert [r.value for r in sink.of("pump1/flow")] == [float(i) for i in range(50)]
+    assert "queue_full" not in health.errors
