@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from avila_edge.anomaly import ModelRefused, ModelRegistry, read_manifest
-from avila_edge.anomaly.manifest import ManifestInput, write_manifest
+from avila_edge.anomaly.manifest import ManifestInput, OutputKind, write_manifest
 from avila_edge.anomaly.registry import SHIPPED, version_key
+from hil.plant import PumpPlant
 
-from .conftest import DATA, add_version
+from .conftest import DATA, add_version, plant
 
 
 def test_the_shipped_model_verifies_and_reconstructs_normal_rows_closely(registry: ModelRegistry) -> None:
-    assert registry.names() == ["pump-ae"]
+    assert registry.names() == ["pump-ae", "pump-iforest"]
     assert registry.active("pump-ae") == "1"
     model = registry.load("pump-ae", "1")
     m = model.manifest
@@ -27,6 +28,25 @@ def test_the_shipped_model_verifies_and_reconstructs_normal_rows_closely(registr
     assert len(scored) == 3
     assert all(s.score < (m.threshold.reference or 0) for s in scored)
     assert abs(sum(scored[0].shares) - 1.0) < 1e-6
+
+
+def test_the_shipped_isolation_forest_verifies_and_scores_normal_rows_below_its_reference(
+    registry: ModelRegistry,
+) -> None:
+    model = registry.load("pump-iforest", "1")
+    m = model.manifest
+    assert m.output.kind is OutputKind.SCORE and m.output.name == "score"
+    assert [f.name for f in m.input.features] == [f.name for f in registry.load("pump-ae", "1").manifest.input.features]
+
+    def blocked_after_an_hour(p: PumpPlant, t: float) -> None:
+        plant.steady_duty(1500.0)(p, t)
+        if t == 3600.0:
+            p.block_inlet(0.3)
+
+    rows = [w.row for w in plant.run(3900.0, blocked_after_an_hour, seed=3)]
+    low, high = model.score(np.asarray([rows[-40], rows[-2]], dtype=np.float32))
+    assert 0 < low.score < (m.threshold.reference or 0) < high.score <= 1
+    assert max(range(8), key=lambda i: high.shares[i]) == 1, "the share names flow"
 
 
 def test_a_corrupted_model_file_is_refused_naming_the_hash(own_registry: ModelRegistry) -> None:
@@ -107,7 +127,7 @@ def test_a_package_whose_manifest_names_another_version_is_refused(own_registry:
 def test_install_copies_a_verified_package_without_activating_it(registry: ModelRegistry) -> None:
     installed = registry.install(DATA / "slow" / "1")
     assert installed.folder == registry.root / "slow" / "1"
-    assert registry.names() == ["pump-ae", "slow"]
+    assert registry.names() == ["pump-ae", "pump-iforest", "slow"]
     assert registry.pointer("slow") is None
     with pytest.raises(ModelRefused, match="already in the registry"):
         registry.install(DATA / "slow" / "1")
