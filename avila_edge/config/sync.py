@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -34,7 +35,8 @@ class MqttUplinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     username: str | None = None
     password_file: Path | None = None
     client_id: str | None = None
-    protocol: int = 5
+    protocol: Literal[5, "3.1.1"] = 5
+    """MQTT 5 (session expiry ``session_expiry``) or 3.1.1 (clean session off)."""
     topic_prefix: str = "avila"
     ack: AckMode = AckMode.PUBACK
     ack_timeout: Duration = 30.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -18,6 +17,7 @@ from avila_edge.fleet.store import DedupeStore, GatewayStatus
 from avila_edge.journal import EntryKind, decode_event, decode_reading
 from avila_edge.sync.batch import Batch, BatchError, decode_batch
 from avila_edge.sync.lineprotocol import to_line
+from avila_edge.sync.mqtt_client import close_socket, tls_context
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -84,8 +84,9 @@ class FleetReceiver:
         try:
             while True:
                 failed = False
+                client = self._client()
                 try:
-                    async with self._client() as client:
+                    async with client:
                         await client.subscribe(topic, qos=1)
                         check_cancelled()  # aiomqtt may have swallowed a cancellation while connecting
                         self.connected = True
@@ -95,7 +96,8 @@ class FleetReceiver:
                             await self._handle(client, store, writer, payload, str(message.topic))
                 except aiomqtt.MqttError as exc:
                     failed = True
-                    logger.warning("fleet receiver: %s", exc)
+                    close_socket(client)
+                    logger.warning("fleet receiver: %s", str(exc))  # the text: a record must not keep the socket alive
                 finally:
                     self.connected = False
                 if failed:
@@ -117,11 +119,6 @@ class FleetReceiver:
         import aiomqtt as m  # noqa: PLC0415
 
         b = self.config.broker
-        context: ssl.SSLContext | None = None
-        if not b.plaintext:
-            context = ssl.create_default_context(cafile=str(b.tls.ca_file) if b.tls else None)
-            if b.tls is not None and b.tls.cert_file is not None:
-                context.load_cert_chain(str(b.tls.cert_file), str(b.tls.key_file) if b.tls.key_file else None)
         return m.Client(
             b.host,
             b.port,
@@ -129,7 +126,7 @@ class FleetReceiver:
             username=b.username,
             password=self._password,
             protocol=m.ProtocolVersion.V5,
-            tls_context=context,
+            tls_context=tls_context(b.tls, plaintext=b.plaintext),
         )
 
     async def _handle(

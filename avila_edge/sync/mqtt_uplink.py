@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from avila_edge.core import Backoff, Clock, check_cancelled
 from avila_edge.core.cancel import CHECK_EVERY
 from avila_edge.journal import Cursor, Entry, EntryKind, Journal
 from avila_edge.sync.batch import encode_batch
+from avila_edge.sync.mqtt_client import close_socket, tls_context
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -139,8 +139,9 @@ class MqttUplink:
         backoff = Backoff(self.config.reconnect_initial, self.config.reconnect_max)
         while True:
             delay = backoff.next_delay()
+            client = self._client()
             try:
-                async with self._client() as client:
+                async with client:
                     self.connected = True
                     backoff.reset()
                     logger.info("uplink %s connected to %s:%d", name, self.config.host, self.config.port)
@@ -154,7 +155,8 @@ class MqttUplink:
                         await self._pump(client)
             except* aiomqtt.MqttError as group:
                 self._errors += 1
-                logger.warning("uplink %s: %s; retrying in %.1f s", name, group.exceptions[0], delay)
+                close_socket(client)
+                logger.warning("uplink %s: %s; retrying in %.1f s", name, str(group.exceptions[0]), delay)
             finally:
                 self.connected = False
             await self.clock.sleep(delay)
@@ -163,15 +165,6 @@ class MqttUplink:
         import aiomqtt as m  # noqa: PLC0415
 
         c = self.config
-        if not c.plaintext:
-            if c.tls is None:
-                tls_context: ssl.SSLContext | None = ssl.create_default_context()
-            else:
-                tls_context = ssl.create_default_context(cafile=str(c.tls.ca_file))
-                if c.tls.cert_file is not None:
-                    tls_context.load_cert_chain(str(c.tls.cert_file), str(c.tls.key_file) if c.tls.key_file else None)
-        else:
-            tls_context = None
         properties: Any = None
         clean: dict[str, Any] = {}
         if c.protocol == 5:
@@ -191,7 +184,7 @@ class MqttUplink:
             password=self._password,
             protocol=m.ProtocolVersion.V5 if c.protocol == 5 else m.ProtocolVersion.V311,
             keepalive=round(c.keepalive),
-            tls_context=tls_context,
+            tls_context=tls_context(c.tls, plaintext=c.plaintext),
             properties=properties,
             timeout=c.ack_timeout,
             **clean,

@@ -1,0 +1,32 @@
+"""What the uplink and the fleet receiver share about their broker connection: the TLS context built
+from the config, and cleaning up after a connection attempt that failed."""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from avila_edge.config.sync import MqttTls
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+
+def tls_context(tls: MqttTls | None, *, plaintext: bool) -> ssl.SSLContext | None:
+    """None for a plaintext link; else the system's trust store or ``tls.ca_file``, plus the client
+    certificate when one is configured (mutual TLS)."""
+    if plaintext:
+        return None
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls is not None else None)
+    if tls is not None and tls.cert_file is not None:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    return context
+
+
+def close_socket(client: aiomqtt.Client) -> None:
+    """Close the socket a failed attempt left open (aiomqtt does not when no CONNACK came, as when
+    a TLS 1.3 broker refuses the client's certificate after the handshake)."""
+    paho: Any = getattr(client, "_client", None)
+    sock = paho.socket() if paho is not None else None
+    if sock is not None:
+        sock.close()
