@@ -4,7 +4,9 @@ the twin API, through the one service block in ``Gateway.services()``."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -13,6 +15,7 @@ from avila_edge.core import SystemClock
 from avila_edge.journal import EntryKind
 from avila_edge.runtime.gateway import Gateway
 from hil.modbus_plc import ModbusPlc
+from hil.mosquitto import Mosquitto
 
 SITE = """
 site: {{id: anomaly}}
@@ -110,3 +113,41 @@ async def test_a_restarted_gateway_scores_its_first_windows_on_what_it_learned_b
                 while (h := await health(gateway, http))["window_end"] == restored["window_end"]:  # type: ignore[index]
                     await asyncio.sleep(0.02)
             assert h is not None and h["score"] is not None, "the first new window is scored: no second warm-up"
+
+
+async def test_an_anomaly_is_published_northbound_as_an_event_and_in_the_retained_twin_state(tmp_path: Path) -> None:
+    north = "north:\n  mqtt: {{port: {broker}, reconnect_initial: 100ms, reconnect_max: 300ms}}\n"
+    with Mosquitto() as broker:
+        async with ModbusPlc() as plc:
+            text = SITE.format(state=tmp_path, port=plc.port) + north.format(broker=broker.port)
+            config = parse_config(text, filename="site.yaml")
+            proc = await asyncio.create_subprocess_exec(
+                "mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-v", "-q", "1",
+                "-t", "avila/anomaly/events/anomaly", "-t", "avila/anomaly/pump1/state",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            try:
+                async with Gateway.running(config, clock=SystemClock()) as gateway:
+                    twins = gateway.twins
+                    async with asyncio.timeout(4):
+                        while twins.snapshot("pump1")["anomaly"].get("health", {}).get("score") is None:  # type: ignore[attr-defined]
+                            await asyncio.sleep(0.05)
+                    plc.plant.block_inlet(0.6)
+                    event: dict[str, Any] | None = None
+                    state: dict[str, Any] | None = None
+                    async with asyncio.timeout(6):
+                        while event is None or state is None:
+                            topic, _, payload = (await proc.stdout.readline()).decode().partition(" ")
+                            body = json.loads(payload)
+                            if topic.endswith("/events/anomaly"):
+                                event = body
+                            elif body.get("anomaly", {}).get("health", {}).get("active") is True:
+                                state = body
+            finally:
+                proc.terminate()
+                await proc.wait()
+    assert event["source"] == "pump1/health" and event["attrs"]["state"] == "start"
+    assert event["attrs"]["top"][0]["feature"] in ("flow.mean", "current.mean", "pressure.mean")
+    assert isinstance(event["seq"], int), "followed from the journal"
+    assert state["anomaly"]["health"]["since"] == event["attrs"]["window_end"]

@@ -207,7 +207,8 @@ async def test_a_refused_new_version_leaves_the_running_model_and_a_good_one_rep
     async def record(events: list[Event]) -> None:
         recorded.extend(events)
 
-    service = AnomalyService(cfg, TwinService(cfg), record, clock=ManualClock(), registry=registry)
+    twins = TwinService(cfg)
+    service = AnomalyService(cfg, twins, record, clock=ManualClock(), registry=registry)
     await service.start()
     assert service.models["pump-ae"].manifest.version == "1"
     v2 = add_version(registry, "pump-ae", "2", source)
@@ -218,6 +219,16 @@ async def test_a_refused_new_version_leaves_the_running_model_and_a_good_one_rep
     assert [e.attrs["state"] for e in recorded] == ["loaded", "refused"]
     assert "pump-ae@2" in recorded[1].attrs["reason"] and recorded[1].kind == "anomaly_model"
     assert service.counters.refused_models == 1
+    pump = PumpPlant(seed=5)
+    for second in range(1, 32):  # and version 1 goes on scoring the asset's windows
+        pump.step(1.0)
+        twins.apply(readings({"pump1": pump}, second))
+        recorded += service.observe("pump1")
+    while service._pending:
+        recorded += await service.infer_pending()
+    assert service.counters.scored == 3 and service.counters.failed == 0
+    shown = twins.snapshot("pump1")["anomaly"]["health"]  # type: ignore[index]
+    assert shown["model"] == "pump-ae@1" and shown["score"] is not None and shown["problem"] is None
     add_version(registry, "pump-ae", "3", source)
     registry.activate("pump-ae", "3")
     await service.load_model("pump-ae")
