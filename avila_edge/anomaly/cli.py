@@ -20,6 +20,9 @@ from avila_edge.core import GatewayError, Reading, SystemClock
 if TYPE_CHECKING:
     from avila_edge.anomaly.registry import ModelRegistry
 
+KINDS = ("autoencoder", "isolation-forest")
+"""What ``model train --kind`` fits (``train.py``: ``fit_autoencoder``, ``fit_isolation_forest``)."""
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     model = sub.add_parser("model", help="anomaly model registry: versions, activation, rollback, training")
@@ -45,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name")
     p.add_argument("version", nargs="?")
     p.set_defaults(handler=_verify)
-    p = cmds.add_parser("train", help="fit an autoencoder on local history and add it to the registry (needs [train])")
+    p = cmds.add_parser("train", help="fit a model on local history and add it to the registry (needs [train])")
     p.add_argument("--config", type=Path, required=True, help="site configuration (journal and registry)")
     p.add_argument("--asset", required=True, help="the asset whose history is normal operation")
     p.add_argument("--name", required=True, help="model name; its features come from the asset's onnx detector")
@@ -53,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--from", dest="start", required=True, help="ISO-8601 start of normal history")
     p.add_argument("--to", dest="end", required=True, help="ISO-8601 end (exclusive)")
     p.add_argument("--activate", action="store_true", help="make the new version active at once")
+    p.add_argument("--kind", choices=KINDS, default=KINDS[0], help="what to fit (default: autoencoder)")
     p.set_defaults(handler=_train)
 
 
@@ -127,7 +131,7 @@ def _ns(text: str) -> int:
 def _train(args: argparse.Namespace) -> int:
     from avila_edge.anomaly.manifest import read_manifest  # noqa: PLC0415
     from avila_edge.anomaly.service import DEFAULT_WINDOW, registry_of  # noqa: PLC0415
-    from avila_edge.anomaly.train import fit_autoencoder, rows_from_readings  # noqa: PLC0415
+    from avila_edge.anomaly.train import fit_autoencoder, fit_isolation_forest, rows_from_readings  # noqa: PLC0415
     from avila_edge.config import load_config  # noqa: PLC0415
     from avila_edge.journal import Journal  # noqa: PLC0415
 
@@ -164,7 +168,8 @@ def _train(args: argparse.Namespace) -> int:
     readings = sorted(asyncio.run(history()), key=lambda r: r.ts_gateway)
     rows = rows_from_readings(readings, args.asset, features, window)
     out = registry.root / args.name / f".{args.version}.train"
-    manifest = fit_autoencoder(rows, features, name=args.name, version=args.version, window=window, out=out)
+    fit = fit_autoencoder if args.kind == "autoencoder" else fit_isolation_forest
+    manifest = fit(rows, features, name=args.name, version=args.version, window=window, out=out)
     installed = registry.install(out)
     shutil.rmtree(out, ignore_errors=True)
     print(

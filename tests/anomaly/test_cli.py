@@ -58,8 +58,9 @@ def test_train_explains_what_to_install_without_the_build_tools(tmp_path: Path, 
         )
 
 
+@pytest.mark.parametrize(("kind", "output"), [("autoencoder", "reconstruction"), ("isolation-forest", "score")])
 def test_train_fits_a_model_on_local_history_and_adds_it_to_the_registry(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kind: str, output: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("skl2onnx")
@@ -87,10 +88,11 @@ def test_train_fits_a_model_on_local_history_and_adds_it_to_the_registry(
 
     asyncio.run(fill())
     args = ["--config", str(site), "--asset", "pump1", "--name", "pump-ae", "--version", "9",
-            "--from", "2023-11-14T00:00:00Z", "--to", "2023-11-16T00:00:00Z", "--activate"]  # fmt: skip
+            "--from", "2023-11-14T00:00:00Z", "--to", "2023-11-16T00:00:00Z", "--activate", "--kind", kind]  # fmt: skip
     assert main(["model", "train", *args]) == 0
     captured = capsys.readouterr()
     assert "pump-ae@9: trained on 17" in captured.err and "pump-ae@9 is active" in captured.out
     reg = ModelRegistry(state / "models")
     assert reg.active("pump-ae") == "9"
-    assert reg.load("pump-ae", "9").manifest.threshold.reference is not None
+    manifest = reg.load("pump-ae", "9").manifest
+    assert manifest.threshold.reference is not None and manifest.output.kind.value == output
