@@ -44,6 +44,11 @@ def test_every_area_prints_one_table_and_saves_rows_with_same_run_baselines(tmp_
             assert row["ratio"] == row["value"] / row["baseline"]
     baselined = {r["area"] for r in rows if r["baseline"] is not None}
     assert {"journal", "modbus", "opcua", "mqtt", "memory"} <= baselined
+    pipeline = {r["figure"] for r in rows if r["area"] == "pipeline"}
+    assert {"ingest, all stages, wall clock", "ingest, all stages, per CPU-second (1 core)"} <= pipeline
+    stages = {f.partition(" (")[0] for f in pipeline if f.startswith("stage: ")}
+    assert stages == {"stage: readings made", "stage: journal append", "stage: deadband filter + twins",
+                      "stage: audit", "stage: anomaly", "stage: uplink cursor"}  # fmt: skip
 
 
 def test_only_runs_the_named_area(tmp_path: Path) -> None:
