@@ -228,7 +228,8 @@ def main() -> int:
     assert (state["primary"], state["trying"], state["slots"]["a"]["state"]) == ("b", None, "bad"), state
     assert state["booted"] == "a", state  # booted on trial by the guest's boot unit, then rolled back
     print(f"   rolled back: slot a marked bad ({state['slots']['a']['note']}); slot b stays primary")
-    disk.unlink()  # gigabytes; the console logs stay
+    for big in [disk, *work.glob("*.bundle"), *slots.glob("*/image")]:
+        big.unlink()  # gigabytes; the console logs and the boot state stay
     print(f"ok (console logs in {work})")
     return 0
 
