@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -162,3 +166,36 @@ async def test_a_60_second_broker_outage_during_ingest_loses_and_duplicates_noth
     assert fleet_seqs(state) == list(range(n))
     samples = sorted(v for s in vm.export('{__name__="reading_value"}') for v in s["values"])
     assert samples == [float(i) for i in range(n)]
+
+
+GATEWAY_CHILD = Path(__file__).with_name("gateway_child.py")
+
+
+async def test_a_gateway_killed_mid_batch_again_and_again_leaves_the_fleet_exactly_its_journal(
+    tmp_path: Path, broker: Mosquitto, vm: VictoriaMetrics
+) -> None:
+    state = tmp_path / "fleet"
+    db = tmp_path / "gw.sqlite3"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    async with fleet(broker, vm, state):
+        for round_ in range(5):
+            child = subprocess.Popen(
+                [sys.executable, str(GATEWAY_CHILD), str(db), str(broker.port)], stdout=subprocess.PIPE, text=True,
+                env=env,
+            )  # fmt: skip
+            try:
+                assert child.stdout is not None
+                assert await asyncio.to_thread(child.stdout.readline) == "shipping\n"
+                await asyncio.sleep(0.4 + 0.1 * round_)  # ingest and batches in flight when it dies
+            finally:
+                child.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(child.communicate, timeout=10)
+        async with Journal.open(db, JournalConfig(), clock=SystemClock()) as journal, asyncio.TaskGroup() as tg:
+            total = journal.next_seq
+            task = tg.create_task(uplink(journal, broker.port).run())  # the gateway back for good
+            await until(lambda: journal.cursors()["uplink:cloud:readings"].position >= total, within=60)
+            task.cancel()
+    assert total >= 5 * 50
+    assert fleet_seqs(state) == list(range(total))
+    samples = sorted(v for s in vm.export('{__name__="reading_value"}') for v in s["values"])
+    assert samples == [float(i) for i in range(total)]
