@@ -153,6 +153,7 @@ async def test_malformed_sparkplug_payloads_are_survived_and_counted(broker: Mos
         await mosquitto_pub(broker, topic, b"\x12\x05\x0a\x01")  # truncated
         await mosquitto_pub(broker, topic, b'{"v": 1}')  # JSON, not protobuf
         await mosquitto_pub(broker, topic, b"\x0b\x0c")  # a group wire type
+        await mosquitto_pub(broker, topic, b"\x08" * (300 * 1024))  # beyond max_payload (256 KiB)
         wrong = encode_payload(
             timestamp=1, seq=node.seq + 1, metrics=[encode_metric(name="flow", datatype=DataType.STRING, value="x")]
         )
@@ -165,6 +166,7 @@ async def test_malformed_sparkplug_payloads_are_survived_and_counted(broker: Mos
         health = driver.health()
     assert health.errors["truncated"] == 1
     assert health.errors["invalid_protobuf"] == 2
+    assert health.errors["oversize"] == 1
     assert health.errors["wrong_type"] == 1
     assert health.connected
     assert "expected a number" in bad.reason
