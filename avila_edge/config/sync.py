@@ -42,6 +42,8 @@ class MqttUplinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ack_timeout: Duration = 30.0
     batch_max: int = 1000
     batch_age: Duration = 1.0
+    """When the uplink has sent everything, new readings wait up to this long for a batch to fill
+    (fewer, larger messages: fewer bytes per reading); a full batch or any event goes at once."""
     max_in_flight: int = 8
     bandwidth: ByteSize | None = None
     """Bytes per second the uplink may use (metered links); None: no cap."""

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+GATHER_STEP = 0.05
+"""Seconds between looks at the journal while a batch gathers for up to ``batch_age``."""
+
 
 class UplinkStats(msgspec.Struct, frozen=True):
     name: str
@@ -205,7 +208,22 @@ class MqttUplink:
             # every lane is at the end it read; anything committed since is beyond the lowest of them
             await self._wait_beyond(min(lane.cursor.position for lane in self._lanes) - 1)
             if self.config.batch_age > 0:
-                await self.clock.sleep(min(self.config.batch_age, 1.0))
+                await self._gather()
+
+    async def _gather(self) -> None:
+        """Give the next batch up to ``batch_age`` to fill: go at once when ``batch_max`` readings are
+        waiting or when an event (alarm, checkpoint, gap) is, since events never wait for telemetry."""
+        c = self.config
+        deadline = self.clock.monotonic() + c.batch_age
+        events = self._lanes[0]
+        readings_from = min(lane.cursor.position for lane in self._lanes[1:])
+        while (left := deadline - self.clock.monotonic()) > 0:
+            check_cancelled()
+            if self.journal.next_seq - readings_from >= c.batch_max:
+                return
+            if await self.journal.read(events.cursor.position, 1, kinds=events.kinds):
+                return
+            await self.clock.sleep(min(GATHER_STEP, left))
 
     async def _wait_beyond(self, seq: int) -> None:
         """``journal.wait_beyond``, checking now and then for a cancellation aiomqtt swallowed."""

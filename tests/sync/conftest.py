@@ -25,6 +25,8 @@ class Fleet:
     def __init__(self) -> None:
         self.seqs: dict[int, int] = {}
         self.order: list[tuple[int, int]] = []
+        self.batches: list[int] = []
+        """Entries per batch received, in arrival order."""
         self.changed = asyncio.Event()
 
     @property
@@ -33,6 +35,7 @@ class Fleet:
 
     def take(self, payload: bytes) -> Batch:
         batch = decode_batch(payload)
+        self.batches.append(batch.count)
         for seq, kind, _ in batch.entries:
             self.seqs[seq] = self.seqs.get(seq, 0) + 1
             self.order.append((seq, kind))

@@ -139,3 +139,59 @@ async def test_with_fleet_acks_the_cursor_waits_for_the_receiver(tmp_path: Path,
                     while journal.cursors()["uplink:cloud:readings"].position < 300:
                         await asyncio.sleep(0.05)
             assert uplink.stats().entries >= 300
+
+
+async def idle(journal: Journal, position: int) -> None:
+    """Until the uplink has confirmed everything below ``position``."""
+    async with asyncio.timeout(10):
+        while (c := journal.cursors().get("uplink:cloud:readings")) is None or c.position < position:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_trickle_of_readings_waits_up_to_batch_age_and_travels_as_one_batch(
+    tmp_path: Path, broker: Mosquitto, fleet: Fleet
+) -> None:
+    async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as journal:
+        async with shipping(journal, uplink_config(broker, batch_max=1000, batch_age=3.0)):
+            await journal.append(readings(1))
+            await idle(journal, 1)  # sent and confirmed: the next reading finds the uplink idle and waits its age
+            for i in range(30):  # 1.5 s of one reading every 50 ms: shorter than the batch age
+                await journal.append(readings(1, start=1 + i))
+                await asyncio.sleep(0.05)
+            await fleet.until(lambda: len(fleet.seqs) == 31)
+    assert fleet.batches == [1, 30]
+
+
+async def test_a_full_batch_or_an_alarm_does_not_wait_for_the_batch_age(
+    tmp_path: Path, broker: Mosquitto, fleet: Fleet
+) -> None:
+    age = 60.0
+    async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as journal:
+        async with shipping(journal, uplink_config(broker, batch_max=100, batch_age=age)):
+            await journal.append(readings(1))
+            await idle(journal, 1)
+            for i in range(10):
+                await journal.append(readings(10, start=1 + i * 10))
+            await fleet.until(lambda: len(fleet.seqs) == 101, within=age / 4)  # batch_max reached: sent
+            await journal.append_events([Event(kind="alarm", source="pump1/hot", ts=1)])
+            await fleet.until(lambda: len(fleet.seqs) == 102, within=age / 4)  # an alarm goes at once
+    assert fleet.batches[:2] == [1, 100]
+    assert all(n <= 100 for n in fleet.batches)
+    assert fleet.kinds_in_order()[-1] is EntryKind.EVENT
+
+
+async def test_the_bandwidth_cap_holds_the_bytes_sent_per_second(
+    tmp_path: Path, broker: Mosquitto, fleet: Fleet
+) -> None:
+    rate = 5_000  # bytes per second; the bucket starts full (one second's worth)
+    async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as journal:
+        await journal.append(readings(3000))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with shipping(journal, uplink_config(broker, bandwidth=rate, batch_max=100)) as uplink:
+            await fleet.until(lambda: len(fleet.seqs) == 3000, within=60)
+            elapsed = loop.time() - started
+            sent = uplink.stats().bytes
+    assert sent > 2 * rate  # enough bytes for the cap to matter
+    assert elapsed >= (sent - rate - 2_000) / rate  # never faster than the cap (one batch of slack)
+    assert set(fleet.seqs) == set(range(3000))
