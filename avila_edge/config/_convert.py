@@ -7,7 +7,6 @@ converts again, a bounded number of times.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import enum
 import functools
@@ -87,7 +86,7 @@ class Collector:
         """
         info = _type_info(typ)
         dropped: set[KeyPath] = set()  # keys already reported and left out
-        value = self._normalize(copy.deepcopy(raw), info, path, (), dropped)
+        value = self._normalize(_copy_tree(raw), info, path, (), dropped)
         if value is _DROP:
             return None
         for _ in range(_MAX_ROUNDS):
@@ -154,6 +153,16 @@ class Collector:
             items = [self._normalize(item, info.item_type, base, (*rel, i), dropped) for i, item in enumerate(raw)]
             return _DROP if any(item is _DROP for item in items) else items
         return raw
+
+
+def _copy_tree(raw: Any) -> Any:
+    """A copy of the mappings and lists of a YAML value (its scalars are immutable and shared), which
+    ``convert`` may change: several times cheaper than ``copy.deepcopy``, which it does once per point."""
+    if isinstance(raw, dict):
+        return {k: _copy_tree(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_copy_tree(v) for v in raw]
+    return raw
 
 
 def _unit_of(info: Any) -> str | None:
