@@ -28,9 +28,9 @@ class FleetHttp(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FleetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Receivers that share ``share_group`` split the gateways' batches between them; each keeps only
-    its dedupe store in ``state_dir`` (put it on shared storage, or give each receiver the same
-    database through a network filesystem, to scale out; see docs/fleet.md).
+    """Receivers that share ``share_group`` split the gateways' batches between them; their only state
+    is the dedupe store in ``state_dir`` (receivers on one host may share it; across hosts give each
+    receiver set its own ``topic_prefix`` and store, see docs/fleet.md "Scaling out").
 
     ``gateway_keys`` holds one ``<gateway id>.vkey`` file per gateway with its audit verifier key
     (``avila-edge audit pubkey`` on the gateway prints it); checkpoints are verified against it.
