@@ -12,12 +12,11 @@ import msgspec
 from avila_edge.config.model import GatewayConfig
 from avila_edge.config.sync import InfluxSinkConfig
 from avila_edge.core import Backoff, Clock, GatewayError
+from avila_edge.core.net import is_loopback
 from avila_edge.journal import EntryKind, Journal
 from avila_edge.sync.lineprotocol import to_line
 
 logger = logging.getLogger(__name__)
-
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 class SinkStats(msgspec.Struct, frozen=True):
@@ -34,7 +33,7 @@ class InfluxSink:
         self, config: InfluxSinkConfig, gateway: GatewayConfig, *, journal: Journal, clock: Clock, token: str = ""
     ) -> None:
         host = urlparse(config.url).hostname or ""
-        if urlparse(config.url).scheme != "https" and host not in LOOPBACK and not config.plaintext:
+        if urlparse(config.url).scheme != "https" and not is_loopback(host) and not config.plaintext:
             raise GatewayError(f"sink {config.name}: {config.url} is not https; set plaintext: true to allow it")
         self.config = config
         self.site = gateway.site.id
