@@ -166,6 +166,15 @@ def rtu_crc_fails(frame: bytes) -> bool:
     return crc16(frame[: size - 2]) != frame[size - 2 : size]
 
 
+def rtu_odd_register_reply(frame: bytes) -> bool:
+    """True when ``frame`` holds a complete register-read reply (function 3 or 4) with a good CRC
+    but an odd byte count: half a register, which a decoder would silently drop."""
+    if len(frame) < 3 or frame[1] not in (3, 4) or frame[2] % 2 == 0:
+        return False
+    size = rtu_reply_size(frame)
+    return size is not None and len(frame) >= size and not rtu_crc_fails(frame)
+
+
 def frame_silence(baudrate: int, *, bytesize: int = 8, parity: str = "E", stopbits: int = 1) -> float:
     """The 3.5-character silence that separates RTU frames, in seconds (1.75 ms above 19200 baud)."""
     if baudrate > 19200:

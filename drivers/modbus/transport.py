@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from avila_edge.core import DeviceRejected, DriverError, LinkDown, ProtocolViolation, Timeout
-from drivers.modbus.codec import rtu_crc_fails
+from drivers.modbus.codec import rtu_crc_fails, rtu_odd_register_reply
 from drivers.modbus.config import Parity, Table
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ class CrcError(ProtocolViolation):
         return "crc_error"
 
 
+READ_FUNCTIONS: dict[Table, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+"""The function code of a read of each table, which its reply must carry."""
+
+
 class _ClientLink:
     """Requests over one pymodbus client, library errors translated into the gateway's."""
 
@@ -96,6 +100,10 @@ class _ClientLink:
     _refused = "connection refused or unreachable"
     _settings = ""
 
+    def _reply_problem(self) -> str:
+        """What was wrong with the last reply that the library accepted anyway ('' if nothing)."""
+        return ""
+
     def close(self) -> None:
         self._client.close()
 
@@ -111,6 +119,11 @@ class _ClientLink:
         }[table]
         what = f"read unit {unit} {table} {start}..{start + count - 1}"
         response = await self._request(device, within, what, lambda: call(start, count=count, device_id=unit))
+        function = int(getattr(response, "function_code", 0))
+        if function != READ_FUNCTIONS[table]:
+            raise ProtocolViolation(device, what, f"the reply is for function {function}, not {READ_FUNCTIONS[table]}")
+        if problem := self._reply_problem():
+            raise ProtocolViolation(device, what, problem)
         if table in ("coil", "discrete"):
             bits = list(response.bits)
             if len(bits) < count:
@@ -217,6 +230,7 @@ class SerialLink(_ClientLink):
         self.endpoint = port
         self._settings = f"{baudrate} {bytesize}{parity}{stopbits}"
         self._crc_failed = False
+        self._odd_reply = False
         self._client = AsyncModbusSerialClient(
             port,
             baudrate=baudrate,
@@ -248,9 +262,16 @@ class SerialLink(_ClientLink):
         which the library would silently drop (and the request would only time out)."""
         if sending:
             self._crc_failed = False
+            self._odd_reply = False
         elif rtu_crc_fails(data):
             self._crc_failed = True
+        elif rtu_odd_register_reply(data):
+            self._odd_reply = True
         return data
+
+    def _reply_problem(self) -> str:
+        odd, self._odd_reply = self._odd_reply, False
+        return f"odd byte count in a register reply from {self.endpoint}" if odd else ""
 
     def _no_answer(self, device: str, what: str, within: float) -> DriverError:
         if self._crc_failed:

@@ -8,7 +8,7 @@ import itertools
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -208,9 +208,11 @@ async def fake_slave(
     served: list[int],
     line: list[tuple[str, float]] | None = None,
     units: tuple[int, ...] = (1,),
+    mangle: Callable[[int, bytes], bytes] | None = None,
 ) -> None:
     """``units`` on the instrument end of the pty: answer reads of holding registers with 0x1234 each,
-    and flip a CRC bit in every ``corrupt_every``-th reply (0: never). ``line`` records when requests
+    and flip a CRC bit in every ``corrupt_every``-th reply (0: never). ``mangle(n, reply)`` replaces
+    the ``n``-th reply (1-based) with what it returns (b"": no answer). ``line`` records when requests
     arrived and replies left."""
     import termios
     import tty
@@ -242,7 +244,9 @@ async def fake_slave(
                 served.append(len(served) + 1)
                 if corrupt_every and len(served) % corrupt_every == 0:
                     frame[-1] ^= 0x01
-                os.write(fd, bytes(frame))
+                reply = bytes(frame) if mangle is None else mangle(len(served), bytes(frame))
+                if reply:
+                    os.write(fd, reply)
                 termios.tcdrain(fd)
                 if line is not None:
                     line.append(("reply", loop.time()))
@@ -269,6 +273,62 @@ async def test_replies_with_a_bad_crc_are_counted_bad_and_survived(pair: PtyPair
     assert health.errors.get("timeout", 0) == 0, health.errors
     assert sink.latest["pump1/raw"].value == 0x1234
     assert "failed its CRC check" in health.last_error
+    assert health.connected is True
+
+
+def crc_framed(body: bytes) -> bytes:
+    return body + codec.crc16(body)
+
+
+# Replies a broken or foreign device may put on the line instead of the answer (0x1234 in each
+# register): each must be refused, counted and survived, and none may pass as a value.
+BAD_REPLIES: dict[str, Callable[[bytes], bytes]] = {
+    "truncated after the function code": lambda good: good[:2],
+    "truncated inside the data": lambda good: good[:5],
+    "wrong crc": lambda good: good[:-1] + bytes([good[-1] ^ 0xFF]),
+    "another unit's reply": lambda good: crc_framed(bytes([good[0] + 1]) + good[1:3] + b"\xbe\xef" * 2),
+    "another function's reply": lambda good: crc_framed(good[:1] + b"\x04" + good[2:3] + b"\xbe\xef" * 2),
+    "byte count longer than the data": lambda good: crc_framed(good[:2] + bytes([good[2] + 2]) + good[3:-2]),
+    "byte count shorter than asked": lambda good: crc_framed(good[:2] + b"\x02" + good[3:5]),
+    "half a register more": lambda good: crc_framed(good[:2] + b"\x05" + good[3:-2] + b"\x99"),
+    "line noise": lambda good: bytes(range(0xF0, 0x100)) * 4,
+    "oversize: a reply followed by a second frame": lambda good: good[:3] + b"\x56\x78" * 2 + good,
+    "an exception reply": lambda good: crc_framed(bytes([good[0], 0x83, 0x04])),
+}
+
+
+async def test_a_corpus_of_malformed_replies_is_counted_bad_and_never_passes_as_a_value(pair: PtyPair) -> None:
+    """One malformed reply between good ones, for every entry of the corpus, with a 50 ms timeout."""
+    corpus = list(BAD_REPLIES.values())
+
+    def mangle(n: int, good: bytes) -> bytes:
+        # odd replies are good, even ones take the next entry of the corpus until it is used up
+        if n % 2 or n // 2 > len(corpus):
+            return good
+        return corpus[n // 2 - 1](good)
+
+    stop, served = asyncio.Event(), list[int]()
+    pts = [point("pump1/raw", "holding", 0, "uint16"), point("pump1/raw2", "holding", 1, "uint16")]
+    dev = rtu_device("plc1", pair.device, pts, poll=0.02, timeout=0.05, backoff=(0.02, 0.05))
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(fake_slave(str(pair.instrument), 0, stop, served, mangle=mangle), name="fake-slave")
+        try:
+            async with running(dev) as ((driver,), sink):
+                await sink.wait_for(lambda _: len(served) > 2 * len(corpus) + 4, within=10)
+                sink.latest.clear()
+                await sink.wait_for(good(["pump1/raw", "pump1/raw2"]), within=2)
+                health = driver.health()
+        finally:
+            stop.set()
+    accepted = [r for r in sink.all if r.quality is Quality.GOOD]
+    assert accepted and all(r.value == 0x1234 for r in accepted), {r.value for r in accepted}
+    bad = [r for r in sink.all if r.quality is Quality.BAD]
+    # every malformed reply costs one poll: both points Bad with a reason (the last value kept, if any)
+    assert len(bad) >= 2 * len(corpus), (len(bad), health.errors)
+    assert all(r.reason and r.value in (None, 0x1234) for r in bad), {(r.reason, r.value) for r in bad}
+    assert sum(health.errors.values()) == len(corpus), health.errors
+    assert set(health.errors) <= {"timeout", "crc_error", "protocol_violation", "device_rejected"}, health.errors
+    assert health.errors.get("crc_error", 0) >= 1 and health.errors.get("device_rejected", 0) >= 1, health.errors
     assert health.connected is True
 
 
