@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -291,3 +293,33 @@ async def test_a_cancellation_swallowed_inside_a_request_still_stops_the_driver(
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=3.0)
         assert done, "the driver kept polling after its cancellation was swallowed"
+
+
+# -- an independent client -----------------------------------------------------------------------
+
+
+async def mbpoll(*args: str) -> str:
+    """Run mbpoll (an independent Modbus master) once; its output, after asserting it succeeded."""
+    exe = shutil.which("mbpoll")
+    if exe is None:
+        pytest.skip("mbpoll is not installed")
+    proc = await asyncio.create_subprocess_exec(exe, *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 5)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    return text
+
+
+async def test_mbpoll_reads_and_writes_the_tcp_simulator_and_the_driver_sees_its_write(plc: ModbusPlc) -> None:
+    """The TCP simulator speaks Modbus to an independent master: mbpoll reads what the plant set and a
+    register mbpoll writes is the value the driver then reads."""
+    plc.set_registers(40, [4321, 1234], unit=2)
+    tcp = ["-m", "tcp", "-p", str(plc.port), "-a", "2", "-t", "4", "-0", "-1", "127.0.0.1"]
+    text = await mbpoll("-r", "40", "-c", "2", *tcp)
+    assert "[40]: \t4321" in text and "[41]: \t1234" in text, text
+    await mbpoll("-r", "42", *tcp, "777")
+    assert plc.registers(42, 1, unit=2) == [777]
+    pts = [point("pump2/raw", "holding", 42, "uint16", unit_id=2)]
+    async with running(device(plc.port, pts)) as (_, sink):
+        await sink.wait_for(lambda latest: "pump2/raw" in latest, within=5)
+    assert (sink.latest["pump2/raw"].value, sink.latest["pump2/raw"].quality) == (777, Quality.GOOD)
