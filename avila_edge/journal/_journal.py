@@ -138,7 +138,11 @@ class Journal:
 
     async def _open(self) -> None:
         self._writer = await self._run_writer(
-            WriterStore, self.path, synchronous=self.config.synchronous.value, extra_schema=[]
+            WriterStore,
+            self.path,
+            synchronous=self.config.synchronous.value,
+            extra_schema=[],
+            max_bytes=self.config.max_bytes,
         )
         self._counters = self._writer.refresh_counters()
         self._reader = await self._run_reader(ReaderStore, self.path)
