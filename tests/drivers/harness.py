@@ -1,4 +1,5 @@
-"""What driver tests share: a reading sink that records, and running a driver in a task group."""
+"""What driver tests share: a reading sink that records, running a driver in a task group, and reading a
+device's health from a running gateway's ``/status`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from avila_edge.core import Quality, Reading
 from avila_edge.driver import Driver
@@ -74,3 +79,33 @@ async def run_driver(driver: D, *, connected: bool, within: float) -> AsyncItera
             yield driver, sink
         finally:
             task.cancel()
+
+
+class HttpHealth(msgspec.Struct, frozen=True):
+    """One device's health as a running gateway serves it: its ``/status`` entry and its ``/metrics``."""
+
+    status: dict[str, Any]
+    connected: float
+    errors: dict[str, float]
+
+
+async def http_health(base_url: str, device: str) -> HttpHealth:
+    """Read ``device``'s health from ``/status`` and ``/metrics`` of the gateway at ``base_url``."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base_url}/status") as r:
+            assert r.status == 200, await r.text()
+            status = await r.json()
+        async with http.get(f"{base_url}/metrics") as r:
+            assert r.status == 200, await r.text()
+            text = await r.text()
+    (entry,) = [d for d in status["drivers"] if d["device"] == device]
+    connected, errors = -1.0, {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("device") != device:
+                continue
+            if s.name == "avila_edge_driver_connected":
+                connected = s.value
+            elif s.name == "avila_edge_driver_errors_total":
+                errors[s.labels["kind"]] = s.value
+    return HttpHealth(status=entry, connected=connected, errors=errors)

@@ -15,6 +15,7 @@ from avila_edge.journal import EntryKind
 from avila_edge.runtime.gateway import Gateway
 from hil.coap_nodes import CoapNode, free_udp_port
 
+from ..harness import http_health
 from .conftest import coap_client
 
 SITE = """
@@ -89,3 +90,12 @@ async def test_both_modes_feed_the_journal_of_a_running_gateway(tmp_path: Path) 
             assert errors["timeout"] == 2  # /temp and /senml each lost once
             assert set(errors) <= {"timeout", "link_down"}  # link_down: a retry while the node was still down
             assert all(s.restarts == 0 for s in gateway.supervisors)
+            node_health = await http_health(gateway.http_url, "pump1-node")
+            ingest_health = await http_health(gateway.http_url, "ingest")
+    # what an operator sees of both: connected, the last success and the errors by kind
+    assert node_health.status["connected"] is True and node_health.connected == 1
+    assert node_health.status["last_success_ns"] >= flow2.ts_gateway
+    assert node_health.status["errors"]["timeout"] == 2 and node_health.errors["timeout"] == 2
+    assert node_health.status["last_error"]
+    assert ingest_health.status["connected"] is True and ingest_health.connected == 1
+    assert ingest_health.status["last_success_ns"] >= flow2.ts_gateway

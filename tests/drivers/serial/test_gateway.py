@@ -16,6 +16,8 @@ from avila_edge.runtime.gateway import Gateway
 from hil.pty import PtyPair
 from hil.serial_instrument import SerialInstrument
 
+from ..harness import http_health
+
 SITE = """
 site: {{id: serial-site}}
 state_dir: {state}
@@ -77,5 +79,12 @@ async def test_nmea_readings_and_a_cable_cut_are_journaled(tmp_path: Path) -> No
                 (health,) = [s.driver.health() for s in gateway.supervisors]
                 assert health.connected
                 assert health.errors.get("link_down", 0) >= 1
+                served = await http_health(gateway.http_url, "gps1")
+                good_after = max(r.ts_gateway for r in readings if r.point == "gps/lat" and r.good)
+                # what an operator sees: connected again, the last success and the cut counted by kind
+                assert served.status["connected"] is True and served.connected == 1
+                assert served.status["last_success_ns"] >= good_after
+                assert served.status["errors"]["link_down"] >= 1 and served.errors["link_down"] >= 1
+                assert "gps1" in served.status["last_error"] or "gps1" in served.status["last_failure"]
             finally:
                 ticker.cancel()
