@@ -427,6 +427,18 @@ class OpcUaPlant:
     def subscription_count(self) -> int:
         return len(self.server.iserver.subscription_service.subscriptions)
 
+    def deadband_filters(self) -> dict[str, tuple[str, float]]:
+        """The deadband each monitored node was asked for, by node id text: ("Absolute" | "Percent",
+        value). asyncua applies Absolute only (Percent passes every change), so tests read the request."""
+        out: dict[str, tuple[str, float]] = {}
+        for sub in self.server.iserver.subscription_service.subscriptions.values():
+            for item in sub.monitored_item_srv._monitored_items.values():
+                flt = item.filter  # a DataChangeFilter, of whichever class the decoder registered
+                if hasattr(flt, "DeadbandType") and item.read_value_id is not None:
+                    kind = ua.DeadbandType(flt.DeadbandType).name
+                    out[item.read_value_id.NodeId.to_string()] = (kind, float(flt.DeadbandValue))
+        return out
+
     def monitored_item_count(self) -> int:
         return sum(
             len(sub.monitored_item_srv._monitored_items)

@@ -265,3 +265,22 @@ async def test_an_absolute_deadband_is_applied_by_the_server(server: OpcUaPlant)
     values = [r.value for r in sink.of("pump2/current")]
     assert 10.5 not in values
     assert values[-2:] == [10.0, 12.0]
+
+
+async def test_a_percent_deadband_is_asked_of_the_server_as_a_percent_filter_on_its_node(server: OpcUaPlant) -> None:
+    """asyncua's server accepts a Percent filter but passes every change, so what can be proven is the
+    request: each point's own deadband, of its kind and value, on its node."""
+    current, speed = server.node_id("pump2", "current"), server.node_id("pump2", "speed")
+    dev = device(
+        server.endpoint,
+        [
+            point("pump2/current", current, deadband_percent=2.5),
+            point("pump2/speed", speed, deadband_abs=5.0),
+        ],
+    )
+    async with running(dev) as (driver, sink):
+        await sink.wait_for(lambda c: {"pump2/current", "pump2/speed"} <= {r.point for r in c.all if r.good})
+        filters = server.deadband_filters()
+    assert filters[current] == ("Percent", 2.5)
+    assert filters[speed] == ("Absolute", 5.0)
+    assert driver.health().errors == {}
