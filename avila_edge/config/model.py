@@ -118,7 +118,7 @@ class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_age: Duration | None = None
     commit_interval: Duration = 0.0
     batch_max: int = 10_000
-    synchronous: Synchronous = Synchronous.NORMAL
+    synchronous: Synchronous = Synchronous.FULL
 
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

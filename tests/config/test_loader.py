@@ -35,7 +35,7 @@ def test_valid_file_becomes_the_expected_frozen_objects(
     assert (cfg.site.id, cfg.site.name) == ("plant-a", "Plant A")
     assert cfg.journal.max_bytes == 64 * 2**20
     assert cfg.journal.max_age == 7 * 86400.0
-    assert cfg.journal.synchronous is Synchronous.NORMAL
+    assert cfg.journal.synchronous is Synchronous.FULL
     assert (cfg.http.host, cfg.http.port) == ("127.0.0.1", 0)
     assert (cfg.logging.format, cfg.logging.level) == (LogFormat.JSON, LogLevel.DEBUG)
     assert [(a.id, a.parent) for a in cfg.assets] == [("line1", None), ("pump1", "line1")]

@@ -89,3 +89,8 @@ def test_every_key_has_its_line() -> None:
     assert lines[("site", "id")] == 2
     assert lines[("devices", 0)] == 4
     assert lines[("devices", 0, "points", 0, "id")] == 6
+
+
+def test_a_tagged_value_that_cannot_be_read_is_an_issue_at_its_line(problems: Problems) -> None:
+    (msg,) = problems("site: {id: a}\njournal:\n  batch_max: !!int x\n")
+    assert msg.startswith("site.yaml:3: journal.batch_max: cannot read value: ")

@@ -40,6 +40,15 @@ async def test_database_file_is_private_to_the_gateway_user(tmp_path: Path) -> N
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
+async def test_by_default_each_commit_is_synced_to_disk_so_a_power_cut_loses_nothing_accepted(tmp_path: Path) -> None:
+    def mode(j: Journal) -> int:
+        row = j._writer_store().conn.execute("PRAGMA synchronous").fetchone()
+        return int(row[0])
+
+    async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as j:
+        assert await j._run_writer(mode, j) == 2  # FULL: the WAL is synced at every commit
+
+
 async def test_concurrent_appends_share_group_commits(tmp_path: Path) -> None:
     async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as j:
         results = await asyncio.gather(*(j.append(readings(10, start=i * 10)) for i in range(200)))
