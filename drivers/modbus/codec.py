@@ -175,6 +175,14 @@ def rtu_odd_register_reply(frame: bytes) -> bool:
     return size is not None and len(frame) >= size and not rtu_crc_fails(frame)
 
 
+def tcp_odd_register_reply(frame: bytes) -> bool:
+    """True when ``frame`` starts with a complete Modbus TCP register-read reply (function 3 or 4)
+    whose byte count is odd: half a register, which a decoder would silently drop."""
+    if len(frame) < 9 or frame[7] not in (3, 4) or frame[8] % 2 == 0:
+        return False
+    return len(frame) >= 6 + int.from_bytes(frame[4:6], "big")
+
+
 def frame_silence(baudrate: int, *, bytesize: int = 8, parity: str = "E", stopbits: int = 1) -> float:
     """The 3.5-character silence that separates RTU frames, in seconds (1.75 ms above 19200 baud)."""
     if baudrate > 19200:

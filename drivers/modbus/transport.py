@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from avila_edge.core import DeviceRejected, DriverError, LinkDown, ProtocolViolation, Timeout
-from drivers.modbus.codec import rtu_crc_fails, rtu_odd_register_reply
+from drivers.modbus.codec import rtu_crc_fails, rtu_odd_register_reply, tcp_odd_register_reply
 from drivers.modbus.config import Parity, Table
 
 logger = logging.getLogger(__name__)
@@ -100,9 +100,12 @@ class _ClientLink:
     _refused = "connection refused or unreachable"
     _settings = ""
 
+    _odd_reply = False
+
     def _reply_problem(self) -> str:
         """What was wrong with the last reply that the library accepted anyway ('' if nothing)."""
-        return ""
+        odd, self._odd_reply = self._odd_reply, False
+        return f"odd byte count in a register reply from {self.endpoint}" if odd else ""
 
     def close(self) -> None:
         self._client.close()
@@ -195,12 +198,26 @@ class TcpTransport(_ClientLink):
         self.endpoint = f"{host}:{port}"
         self.timeout = timeout
         self._client = AsyncModbusTcpClient(
-            host, port=port, timeout=timeout, retries=0, reconnect_delay=0, name=f"modbus:{device}"
+            host,
+            port=port,
+            timeout=timeout,
+            retries=0,
+            reconnect_delay=0,
+            name=f"modbus:{device}",
+            trace_packet=self._inspect,
         )
         self._lock = asyncio.Lock()
 
     async def connect(self) -> None:
         await self._connect(self.device, self.timeout)
+
+    def _inspect(self, sending: bool, data: bytes) -> bytes:
+        """Sees every frame sent and every receive buffer: notes a register reply with half a register."""
+        if sending:
+            self._odd_reply = False
+        elif tcp_odd_register_reply(data):
+            self._odd_reply = True
+        return data
 
     def after_timeout(self) -> None:
         self.close()  # a fresh connection: the late reply goes with the old one
@@ -268,10 +285,6 @@ class SerialLink(_ClientLink):
         elif rtu_odd_register_reply(data):
             self._odd_reply = True
         return data
-
-    def _reply_problem(self) -> str:
-        odd, self._odd_reply = self._odd_reply, False
-        return f"odd byte count in a register reply from {self.endpoint}" if odd else ""
 
     def _no_answer(self, device: str, what: str, within: float) -> DriverError:
         if self._crc_failed:

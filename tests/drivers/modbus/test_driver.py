@@ -244,6 +244,55 @@ async def test_malformed_replies_never_crash_the_driver(reply: bytes) -> None:
         await asyncio.sleep(0.05)
 
 
+# Well-framed replies (the request's transaction id, a consistent length) that still are not the answer:
+# each PDU replaces the answer of 0x1234 in both registers, and none of its 0xBEEF may pass as a value.
+WRONG_ANSWERS = [
+    b"\x04\x04\xbe\xef\xbe\xef",  # a read of input registers answering a read of holding registers
+    b"\x03\x05\xbe\xef\xbe\xef\x99",  # half a register more than whole registers
+    b"\x01\x01\xff",  # a coil reply
+]
+
+
+async def test_a_well_framed_reply_that_is_not_the_answer_is_a_protocol_violation_not_a_value() -> None:
+    served = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        try:
+            while True:
+                header = await reader.readexactly(7)
+                await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
+                served += 1
+                wrong = served // 2 - 1 if served % 2 == 0 else -1
+                pdu = WRONG_ANSWERS[wrong] if 0 <= wrong < len(WRONG_ANSWERS) else b"\x03\x04\x12\x34\x12\x34"
+                writer.write(header[:4] + (len(pdu) + 1).to_bytes(2, "big") + header[6:7] + pdu)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        pts = [point("pump1/a", "holding", 0, "uint16"), point("pump1/b", "holding", 1, "uint16")]
+        async with running(device(port, pts, poll=0.02, timeout=0.2)) as (driver, sink):
+            await sink.wait_for(lambda _: served > 2 * len(WRONG_ANSWERS) + 2)
+            sink.latest.clear()
+            await sink.wait_for(good(["pump1/a", "pump1/b"]))
+            health = driver.health()
+    finally:
+        server.close()
+        await server.wait_closed()
+    accepted = [r.value for r in sink.all if r.quality is Quality.GOOD]
+    assert accepted and set(accepted) == {0x1234}
+    assert health.errors == {"protocol_violation": len(WRONG_ANSWERS)}
+    reasons = {r.reason for r in sink.all if r.quality is Quality.BAD}
+    assert "protocol violation: the reply is for function 4, not 3" in reasons
+    assert "protocol violation: the reply is for function 1, not 3" in reasons
+    assert any("odd byte count" in reason for reason in reasons), reasons
+
+
 async def test_cancelling_the_driver_mid_request_always_stops_it(plc: ModbusPlc) -> None:
     import random
 
