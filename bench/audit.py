@@ -39,7 +39,7 @@ def _readings(start: int) -> list[Reading]:
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={JournalConfig().synchronous.value}")  # as the journal under test
     conn.executescript(SCHEMA)
     return conn
 

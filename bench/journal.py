@@ -26,7 +26,7 @@ def _readings(start: int) -> list[Reading]:
 def _raw(path: Path, seconds: float) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={JournalConfig().synchronous.value}")  # as the journal under test
     conn.execute("CREATE TABLE entry(seq INTEGER PRIMARY KEY, kind INTEGER, point_id INTEGER, ts INTEGER, body BLOB)")
     n, seq, started = 0, 0, time.perf_counter()
     while time.perf_counter() - started < seconds:

@@ -175,7 +175,7 @@ def _raw_sqlite(path: Path, seconds: float) -> float:
     """Rows per CPU-second of plain ``executemany`` of the journal's rows into its own schema."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={JournalConfig().synchronous.value}")  # as the journal under test
     conn.executescript(SCHEMA)
     make = _Batches([f"a{a}/p{p}" for a in range(ASSETS) for p in range(POINTS)])
     n, cpu, started = 0, time.process_time(), time.perf_counter()
