@@ -37,7 +37,8 @@ def services(
         passwords = {
             u.name: read_secret(u.password_file, what=f"OPC UA user {u.name} password") or "" for u in north.opcua.users
         }
-        server = OpcUaServer(north.opcua, config, twins=twins, journal=journal, record=record, passwords=passwords)
+        server = OpcUaServer(north.opcua, config, twins=twins, journal=journal, record=record, passwords=passwords,
+                             clock=clock)  # fmt: skip
         found.append(("north.opcua", server.run))
         endpoints["opcua"] = server
     if north.mqtt is not None:

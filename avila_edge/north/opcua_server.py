@@ -11,6 +11,8 @@ Address space (namespace ``urn:avila-edge:site:<site>``; string node ids)::
                                                                      writable when the point is writable
           <derived>               variable          s=<asset>/<derived> (read-only)
           Alarms/<alarm>          variable (String) s=<asset>/alarms/<alarm>: inactive, active, ...
+          Anomaly/<detector>/     object            s=<asset>/anomaly/<detector>: Active, Since, Score, ...
+                                                    (read-only; ``opcua_anomaly.py``)
 
 A write to a writable point becomes ``TwinService.set_desired`` (by ``opcua:<user>``); the result is
 Good when the device took the write, ``BadNotWritable``/``BadTypeMismatch``/``BadUserAccessDenied``
@@ -40,11 +42,12 @@ from cryptography.hazmat.primitives import serialization
 
 from avila_edge.config.model import GatewayConfig, PointConfig
 from avila_edge.config.north import OpcUaRole, OpcUaServerConfig, ServerMode, ServerPolicy
-from avila_edge.core import Event, GatewayError, Quality
+from avila_edge.core import Clock, Event, GatewayError, Quality
 from avila_edge.journal import Journal
 from avila_edge.north import naming
 from avila_edge.north._changes import next_changes
 from avila_edge.north.counters import NorthStats
+from avila_edge.north.opcua_anomaly import AnomalyNodes, detectors
 from avila_edge.north.opcua_history import JournalHistory
 from avila_edge.north.opcua_logins import Logins
 from avila_edge.north.opcua_values import (
@@ -90,12 +93,14 @@ class OpcUaServer:
         journal: Journal,
         record: Recorder,
         passwords: Mapping[str, str],
+        clock: Clock,
     ) -> None:
         self.config = config
         self.site = gateway.site
         self.twins = twins
         self.journal = journal
         self.record = record
+        self.clock = clock
         self._passwords = dict(passwords)
         self._viewers = frozenset(u.name for u in config.users if u.role is OpcUaRole.VIEWER)
         self._points: dict[str, PointConfig] = {p.id: p for d in gateway.devices for p in d.points}
@@ -116,6 +121,7 @@ class OpcUaServer:
         self._reason_shown: dict[str, str] = {}
         self._writable: dict[ua.NodeId, str] = {}
         self._logins: Logins | None = None
+        self._anomalies = AnomalyNodes(detectors(gateway))
 
     def counters(self) -> NorthStats:
         logins = self._logins
@@ -263,6 +269,7 @@ class OpcUaServer:
                     )
                     self._nodes[key] = node.nodeid
                     self._kinds[key] = ua.VariantType.String
+            await self._anomalies.add(server, obj, asset, ns)
 
     async def _variable(
         self, obj: Node, asset: str, name: str, kind: ua.VariantType, unit: str, writable: bool
@@ -337,6 +344,7 @@ class OpcUaServer:
                 await server.write_attribute_value(
                     self._nodes[key], ua.DataValue(ua.Variant(state, ua.VariantType.String))
                 )
+        self.published += await self._anomalies.show(server, asset, snapshot["anomaly"], self.clock.now_ns())
 
     async def _write_desired(self, point: str, item: ua.WriteValue, user: User) -> ua.StatusCode:
         asset, _, name = point.partition("/")
