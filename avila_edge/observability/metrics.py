@@ -50,6 +50,11 @@ class GatewayCollector(Collector):
         restarts = CounterMetricFamily(
             "avila_edge_driver_restarts", "Driver restarts by the supervisor", labels=["device"]
         )
+        last_success = GaugeMetricFamily(
+            "avila_edge_driver_last_success_timestamp_seconds",
+            "Unix time of the device's last successful exchange (absent until it first answers)",
+            labels=["device"],
+        )
         for sup in g.supervisors:
             h = sup.driver.health()
             for kind, n in sorted(h.errors.items()):
@@ -58,7 +63,9 @@ class GatewayCollector(Collector):
             poll.add_metric([h.device], h.last_poll_seconds)
             requests.add_metric([h.device], h.requests)
             restarts.add_metric([h.device], sup.restarts)
-        yield from (errors, connected, poll, requests, restarts)
+            if h.last_success_ns is not None:
+                last_success.add_metric([h.device], h.last_success_ns / 1e9)
+        yield from (errors, connected, poll, requests, restarts, last_success)
         quality = GaugeMetricFamily("avila_edge_points", "Configured points by current quality", labels=["quality"])
         counts = {"good": 0, "uncertain": 0, "bad": 0, "none": 0}
         for point in g.point_ids:

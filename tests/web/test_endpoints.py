@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ async def test_metrics_read_pipeline_journal_cursor_driver_and_quality_state_at_
     assert m[("avila_edge_driver_connected", (("device", "dev1"),))] == 1
     assert ("avila_edge_poll_duration_seconds", (("device", "dev1"),)) in m
     assert m[("avila_edge_driver_restarts_total", (("device", "dev1"),))] == 0
+    assert 0 < time.time() - m[("avila_edge_driver_last_success_timestamp_seconds", (("device", "dev1"),))] < 60
     assert m[("avila_edge_points", (("quality", "good"),))] == 1
     assert m[("avila_edge_points", (("quality", "none"),))] == 1
     assert m[("avila_edge_alarms_active", ())] == 0
