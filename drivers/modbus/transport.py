@@ -73,6 +73,13 @@ READ_FUNCTIONS: dict[Table, int] = {"coil": 1, "discrete": 2, "holding": 3, "inp
 """The function code of a read of each table, which its reply must carry."""
 
 
+def _check_function(device: str, what: str, reply: object, expected: int) -> None:
+    """A well-framed reply for another function is not the answer (pymodbus hands it back as one)."""
+    function = int(getattr(reply, "function_code", 0))
+    if function != expected:
+        raise ProtocolViolation(device, what, f"the reply is for function {function}, not {expected}")
+
+
 class _ClientLink:
     """Requests over one pymodbus client, library errors translated into the gateway's."""
 
@@ -122,9 +129,7 @@ class _ClientLink:
         }[table]
         what = f"read unit {unit} {table} {start}..{start + count - 1}"
         response = await self._request(device, within, what, lambda: call(start, count=count, device_id=unit))
-        function = int(getattr(response, "function_code", 0))
-        if function != READ_FUNCTIONS[table]:
-            raise ProtocolViolation(device, what, f"the reply is for function {function}, not {READ_FUNCTIONS[table]}")
+        _check_function(device, what, response, READ_FUNCTIONS[table])
         if problem := self._reply_problem():
             raise ProtocolViolation(device, what, problem)
         if table in ("coil", "discrete"):
@@ -143,17 +148,27 @@ class _ClientLink:
         what = f"write unit {unit} holding {address}..{address + len(values) - 1}"
         c = self._client
         if len(values) == 1:
-            await self._request(device, within, what, lambda: c.write_register(address, values[0], device_id=unit))
+            reply = await self._request(
+                device, within, what, lambda: c.write_register(address, values[0], device_id=unit)
+            )
+            _check_function(device, what, reply, 6)
         else:
-            await self._request(device, within, what, lambda: c.write_registers(address, list(values), device_id=unit))
+            reply = await self._request(
+                device, within, what, lambda: c.write_registers(address, list(values), device_id=unit)
+            )
+            _check_function(device, what, reply, 16)
 
     async def write_coils_as(self, device: str, within: float, unit: int, address: int, values: Sequence[bool]) -> None:
         what = f"write unit {unit} coil {address}..{address + len(values) - 1}"
         c = self._client
         if len(values) == 1:
-            await self._request(device, within, what, lambda: c.write_coil(address, values[0], device_id=unit))
+            reply = await self._request(device, within, what, lambda: c.write_coil(address, values[0], device_id=unit))
+            _check_function(device, what, reply, 5)
         else:
-            await self._request(device, within, what, lambda: c.write_coils(address, list(values), device_id=unit))
+            reply = await self._request(
+                device, within, what, lambda: c.write_coils(address, list(values), device_id=unit)
+            )
+            _check_function(device, what, reply, 15)
 
     def _no_answer(self, device: str, what: str, within: float) -> DriverError:
         return Timeout(device, what, f"no answer within {within:g} s")

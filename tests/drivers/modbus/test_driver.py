@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from avila_edge.config.model import DeviceConfig
-from avila_edge.core import DeviceRejected, Quality, SystemClock
+from avila_edge.core import DeviceRejected, ProtocolViolation, Quality, SystemClock
 from drivers.modbus.driver import ModbusDriver
 from hil.modbus_plc import ModbusPlc
 
@@ -291,6 +291,33 @@ async def test_a_well_framed_reply_that_is_not_the_answer_is_a_protocol_violatio
     assert "protocol violation: the reply is for function 4, not 3" in reasons
     assert "protocol violation: the reply is for function 1, not 3" in reasons
     assert any("odd byte count" in reason for reason in reasons), reasons
+
+
+async def test_a_write_answered_by_a_reply_for_another_function_is_a_protocol_violation_not_a_success() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(7)
+                await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
+                pdu = b"\x03\x02\x00\x07"  # every request gets a read reply: right for reads, wrong for a write
+                writer.write(header[:4] + (len(pdu) + 1).to_bytes(2, "big") + header[6:7] + pdu)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        pts = [point("pump1/setpoint", "holding", 0, "uint16", writable=True)]
+        async with running(device(port, pts, poll=0.05, timeout=0.2)) as (driver, sink):
+            await sink.wait_for(good(["pump1/setpoint"]))
+            with pytest.raises(ProtocolViolation, match="the reply is for function 3, not 6"):
+                await driver.write("pump1/setpoint", 9)  # the twin marks the desired value failed with this reason
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_cancelling_the_driver_mid_request_always_stops_it(plc: ModbusPlc) -> None:
