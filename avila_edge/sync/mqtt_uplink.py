@@ -159,7 +159,10 @@ class MqttUplink:
             except* aiomqtt.MqttError as group:
                 self._errors += 1
                 close_socket(client)
-                logger.warning("uplink %s: %s; retrying in %.1f s", name, str(group.exceptions[0]), delay)
+                first: BaseException = group
+                while isinstance(first, BaseExceptionGroup):  # the error itself, not the groups around it
+                    first = first.exceptions[0]
+                logger.warning("uplink %s: %s; retrying in %.1f s", name, str(first), delay)
             finally:
                 self.connected = False
             await self.clock.sleep(delay)
@@ -287,10 +290,15 @@ class MqttUplink:
                 await self._merge(lane)
             return False
         async with asyncio.TaskGroup() as tg:
+            publishing = []
             for payload, _ in payloads:
                 if self._bucket is not None:
                     await self._bucket.take(len(payload))
-                tg.create_task(self._publish(client, payload))
+                publishing.append(tg.create_task(self._publish(client, payload), name=f"uplink[{c.name}].publish"))
+            # wait here, not in the group's exit: Python 3.11's TaskGroup takes back the cancellation a
+            # failed publish sends this task only while the body runs; from the exit it would stay
+            # pending and stop the uplink at its next check_cancelled()
+            await asyncio.wait(publishing)
         last = payloads[-1][1][-1].seq
         if c.ack is AckMode.FLEET:
             await self._wait_ack(lane.name, last)

@@ -195,3 +195,22 @@ async def test_the_bandwidth_cap_holds_the_bytes_sent_per_second(
     assert sent > 2 * rate  # enough bytes for the cap to matter
     assert elapsed >= (sent - rate - 2_000) / rate  # never faster than the cap (one batch of slack)
     assert set(fleet.seqs) == set(range(3000))
+
+
+async def test_after_a_broker_restart_a_puback_uplink_keeps_running_and_delivers_what_was_journaled(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    # no ack lane and no commands: the publishes are the only place the lost connection shows
+    async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as journal:
+        async with shipping(journal, uplink_config(broker, reconnect_max=1.0)) as uplink:
+            for i in range(40):
+                await journal.append(readings(10, start=i * 10))
+                if i == 10:
+                    await asyncio.to_thread(broker.stop)
+                if i == 20:
+                    await asyncio.to_thread(broker.start)
+                await asyncio.sleep(0.05)
+            await idle(journal, 400)
+            assert uplink.stats().errors >= 1 and uplink.connected
+            await journal.append(readings(10, start=400))
+            await idle(journal, 410)  # and it goes on after that
