@@ -50,7 +50,7 @@ class DedupeStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA synchronous=FULL")  # an acked batch must survive a power cut of the receiver
         self.conn.executescript(SCHEMA)
         self.checker = CheckpointChecker(self.conn, keys_dir=keys_dir, trust_first_key=trust_first_key)
 

@@ -57,11 +57,6 @@ def test_the_command_runs_the_scenarios_and_prints_pass_or_fail(tmp_path: Path) 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the MQTT uplink does not resume after its broker restarts: after the reconnect, "
-    "check_cancelled() in MqttUplink._pump raises CancelledError and the uplink task ends silently",
-)
 async def test_after_a_broker_restart_the_uplink_delivers_what_was_journaled_meanwhile(tmp_path: Path) -> None:
     text = HARNESS.replace("scenarios: [link-drop, power-cut]", "broker: simulator\nscenarios: [broker-restart]")
     results = await run_scenarios(load_harness(harness(tmp_path, text)))
