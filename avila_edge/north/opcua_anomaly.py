@@ -6,7 +6,8 @@ Under each asset object that a detector watches::
     Anomaly/                   folder            s=<asset>/anomaly
       <detector>/              object            s=<asset>/anomaly/<detector>
         Active                 Boolean           an anomaly is active (hysteresis applied)
-        Since                  DateTime          when the active anomaly started; null when none is
+        Since                  DateTime          when the active anomaly started; the null DateTime
+                                                 (1601-01-01, encoded 0) when none is
         Score                  Double            the latest window's score
         Threshold              Double            the threshold it is judged against (learned or manual)
         Learning               Boolean           the threshold is still learning (warm-up)
@@ -33,6 +34,7 @@ from asyncua.server.event_generator import EventGenerator
 from asyncua.server.server import Server
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.uatypes import FILETIME_EPOCH_AS_UTC_DATETIME
 
 from avila_edge.config.model import GatewayConfig
 from avila_edge.north import naming
@@ -50,6 +52,8 @@ FIELDS: Final = {
     "Problem": ua.VariantType.String,
 }
 START_SEVERITY: Final = 700
+NULL_DATETIME: Final = FILETIME_EPOCH_AS_UTC_DATETIME
+"""OPC UA's null DateTime (encoded 0): asyncua refuses a null variant on a DateTime variable with a Good status."""
 
 
 def detectors(config: GatewayConfig) -> dict[str, list[str]]:
@@ -95,7 +99,7 @@ def values(info: Mapping[str, Any], now_ns: int) -> dict[str, ua.DataValue]:
 
     shown: dict[str, tuple[object, ua.StatusCode | None, int]] = {
         "Active": (active, None, started_ns),
-        "Since": (None if since is None else to_datetime(since), None, started_ns),
+        "Since": (NULL_DATETIME if since is None else to_datetime(since), None, started_ns),
         "Score": (*number("score"), judged_ns),
         "Threshold": (*number("threshold"), judged_ns),
         "Learning": (info.get("learning") is True, None, judged_ns),
@@ -192,4 +196,4 @@ class AnomalyNodes:
         await events.trigger(time_attr=when, message=message)
 
 
-__all__ = ["FIELDS", "AnomalyNodes", "detectors", "explanation", "values"]
+__all__ = ["FIELDS", "NULL_DATETIME", "AnomalyNodes", "detectors", "explanation", "values"]

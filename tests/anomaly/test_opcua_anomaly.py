@@ -14,7 +14,7 @@ from asyncua import ua
 from avila_edge.anomaly.service import _targets
 from avila_edge.config import parse_config
 from avila_edge.core import SystemClock
-from avila_edge.north.opcua_anomaly import detectors, explanation, values
+from avila_edge.north.opcua_anomaly import NULL_DATETIME, detectors, explanation, values
 from avila_edge.north.opcua_values import to_ns
 from avila_edge.runtime.gateway import Gateway
 from hil.modbus_plc import ModbusPlc
@@ -28,7 +28,9 @@ NS = "urn:avila-edge:site:anomaly"
 WITHIN = 8.0
 
 
-async def test_a_scada_subscription_sees_an_anomaly_start_and_cannot_write_its_variables(tmp_path: Path) -> None:
+async def test_a_scada_subscription_sees_an_anomaly_start_and_clear_and_cannot_write_its_variables(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     async with ModbusPlc() as plc:
         text = SITE.format(state=tmp_path / "state", port=plc.port) + "north:\n" + north(tmp_path)(port) + "\n"
@@ -71,6 +73,7 @@ async def test_a_scada_subscription_sees_an_anomaly_start_and_cannot_write_its_v
                     while (s := last("Score")) is None or s.Value is None or s.Value.Value is None:
                         await asyncio.sleep(0.05)
                 assert shows("Active", False)
+                assert shows("Since", NULL_DATETIME), "OPC UA's null DateTime: no anomaly"
                 assert shows("Threshold", 30.0), "the manual threshold of the config"
                 assert shows("Detector", "baseline")
                 assert shows("Model", "")
@@ -78,8 +81,7 @@ async def test_a_scada_subscription_sees_an_anomaly_start_and_cannot_write_its_v
 
                 plc.plant.block_inlet(0.6)
                 async with asyncio.timeout(WITHIN):
-                    while not shows("Active", True) or (s := last("Since")) is None or s.Value is None \
-                            or s.Value.Value is None:  # fmt: skip
+                    while not shows("Active", True) or shows("Since", NULL_DATETIME) or not changes["Since"]:
                         await asyncio.sleep(0.05)
                     event = await events.get()
                 twin: dict[str, Any] = gateway.twins.snapshot("pump1")["anomaly"]["health"]  # type: ignore[index]
@@ -115,6 +117,14 @@ async def test_a_scada_subscription_sees_an_anomaly_start_and_cannot_write_its_v
                 assert await nodes["Active"].read_value() is True
                 assert gateway.twins.snapshot("pump1")["anomaly"]["health"]["active"] is True  # type: ignore[index]
 
+                plc.plant.clear_faults()  # the inlet is free again: the anomaly clears
+                async with asyncio.timeout(WITHIN):
+                    while not (shows("Active", False) and shows("Since", NULL_DATETIME)):
+                        await asyncio.sleep(0.05)
+                cleared = last("Active")
+                assert cleared is not None and cleared.SourceTimestamp is not None
+                assert cleared.SourceTimestamp > active.SourceTimestamp  # type: ignore[operator]
+
 
 def test_the_address_space_has_anomaly_nodes_for_exactly_the_detectors_the_service_runs() -> None:
     anomaly = (
@@ -139,6 +149,7 @@ def test_a_learning_detector_shows_no_score_yet_and_an_idle_one_says_why() -> No
     assert learning["Threshold"].StatusCode == waiting
     assert learning["Learning"].Value == ua.Variant(True, ua.VariantType.Boolean)
     assert learning["Active"].StatusCode == ua.StatusCode(ua.StatusCodes.Good)
+    assert learning["Since"].Value == ua.Variant(NULL_DATETIME, ua.VariantType.DateTime)
     assert to_ns(learning["Score"].SourceTimestamp) == 5_000_000_000, "the end of the window judged"
     idle = values({"active": False, "since": None, "detector": "onnx", "model": "pump-ae@2", "score": None,
                    "threshold": None, "learning": False, "window_end": None, "top": [],
