@@ -60,6 +60,18 @@ class MqttUplinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     readings lane lags by more than ``live_first_after`` entries."""
     live_first_after: int = 10_000
 
+    def __post_init__(self) -> None:
+        if self.batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        if not 1 <= self.max_in_flight <= 65_535:
+            raise ValueError("max_in_flight must be between 1 and 65535 (MQTT packet ids)")
+        if self.batch_age < 0 or self.ack_timeout <= 0:
+            raise ValueError("batch_age must be 0 or more and ack_timeout more than 0")
+        if self.reconnect_initial <= 0 or self.reconnect_max < self.reconnect_initial:
+            raise ValueError("reconnect waits need 0 < reconnect_initial <= reconnect_max")
+        if self.live_first_after < 1:
+            raise ValueError("live_first_after must be at least 1")
+
 
 class InfluxSinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A time-series database speaking the InfluxDB v2 write API (InfluxDB, VictoriaMetrics ...).
@@ -76,3 +88,9 @@ class InfluxSinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     plaintext: bool = False
     batch_max: int = 5000
     timeout: Duration = 10.0
+
+    def __post_init__(self) -> None:
+        if self.batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be more than 0")

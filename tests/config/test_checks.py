@@ -126,3 +126,26 @@ def test_messages_name_the_item_by_its_place_in_the_file_even_after_a_bad_item(p
         "site.yaml:15: devices[0]: expected a mapping describing one device (id, driver, connection, points)",
         "site.yaml:32: devices[1].points[2].id: asset 'nowhere' is not declared under assets: (declared: line1, pump1)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            "uplinks:\n  - {host: 127.0.0.1, plaintext: true, batch_max: 0}\n",
+            "uplinks[0]: batch_max must be at least 1",
+        ),
+        (
+            "uplinks:\n  - {host: 127.0.0.1, plaintext: true, max_in_flight: 70000}\n",
+            "uplinks[0]: max_in_flight must be between 1 and 65535 (MQTT packet ids)",
+        ),
+        (
+            "sinks:\n  - {url: 'http://127.0.0.1:1', bucket: b, batch_max: 0}\n",
+            "sinks[0]: batch_max must be at least 1",
+        ),
+    ],
+)
+def test_uplink_and_sink_batch_sizes_that_could_never_send_are_refused_at_their_line(
+    problems: Callable[[str], list[str]], section: str, message: str
+) -> None:
+    assert problems("site: {id: a}\n" + section) == [f"site.yaml:3: {message}"]
