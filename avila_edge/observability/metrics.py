@@ -66,6 +66,7 @@ class GatewayCollector(Collector):
             if h.last_success_ns is not None:
                 last_success.add_metric([h.device], h.last_success_ns / 1e9)
         yield from (errors, connected, poll, requests, restarts, last_success)
+        yield from _uplink_families(g)
         quality = GaugeMetricFamily("avila_edge_points", "Configured points by current quality", labels=["quality"])
         counts = {"good": 0, "uncertain": 0, "bad": 0, "none": 0}
         for point in g.point_ids:
@@ -107,6 +108,30 @@ def _north(endpoints: dict[str, north.NorthStats]) -> Iterator[Metric]:
         errors.add_metric([name], s.errors)
     if endpoints:
         yield from (connected, sessions, connects, published, commands, errors)
+
+
+def _uplink_families(g: Gateway) -> Iterator[Metric]:
+    """Cloud uplinks and time-series sinks, labelled by their configured name (absent when none is)."""
+    if not g.uplinks and not g.sinks:
+        return
+    up = GaugeMetricFamily("avila_edge_uplink_connected", "1 while the uplink's broker link is up", labels=["uplink"])
+    batches = CounterMetricFamily("avila_edge_uplink_batches", "Batches confirmed by the far side", labels=["uplink"])
+    entries = CounterMetricFamily("avila_edge_uplink_entries", "Journal entries confirmed", labels=["uplink"])
+    sent = CounterMetricFamily("avila_edge_uplink_bytes", "Bytes of confirmed batches", labels=["uplink"])
+    failures = CounterMetricFamily("avila_edge_uplink_errors", "Failed sends and link failures", labels=["uplink"])
+    for u in g.uplinks:
+        s = u.stats()
+        up.add_metric([s.name], 1.0 if s.connected else 0.0)
+        batches.add_metric([s.name], s.batches)
+        entries.add_metric([s.name], s.entries)
+        sent.add_metric([s.name], s.bytes)
+        failures.add_metric([s.name], s.errors)
+    for sink in g.sinks:
+        k = sink.stats()
+        batches.add_metric([k.name], k.batches)
+        entries.add_metric([k.name], k.written)
+        failures.add_metric([k.name], k.errors)
+    yield from (up, batches, entries, sent, failures)
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
