@@ -125,6 +125,23 @@ def test_the_example_targets_file_names_every_protocol_and_each_device_passes_it
             assert check(device_of(target, scratch=True)) == [], target.id
 
 
+def test_the_targets_file_shown_in_docs_hil_md_loads_and_passes_the_drivers_checks(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "hil.md").read_text(encoding="utf-8")
+    section = text.split("## Running the integration tests against real hardware", 1)[1]
+    shown = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    targets = parse(shown, "docs/hil.md")
+    assert [len(targets.of(p)) for p in PROTOCOLS] == [1, 1, 1, 1]
+    for protocol in PROTOCOLS:
+        for target in targets.of(protocol):
+            assert check(device_of(target, scratch=True)) == [], target.id
+    (bad_line,) = [line for line in section.splitlines() if line.startswith("my-rig.yaml:4:")]
+    rig = tmp_path / "my-rig.yaml"
+    rig.write_text("modbus_tcp:\n  - id: plc1\n    address: 10.0.0.2:502\n    unit: 3\n")
+    with pytest.raises(TargetsError) as caught:
+        load(rig)
+    assert str(caught.value) == f"{tmp_path}/{bad_line}"
+
+
 def test_the_targets_file_comes_from_the_environment() -> None:
     assert from_environment({ENV: "my-rig.yaml"}) == Path("my-rig.yaml")
     assert from_environment({ENV: " "}) is None
