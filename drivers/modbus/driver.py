@@ -146,7 +146,9 @@ class ModbusDriver(Driver):
         out: list[Reading] = []
         if block.table in codec.BIT_TABLES:
             for p in block.points:
-                out.append(Reading(point=p.point.id, value=bool(values[p.offset]), ts_source=now, ts_gateway=now))
+                bit = bool(values[p.offset])
+                self._last_good[p.point.id] = bit  # a Bad reading after a link loss carries it, as registers do
+                out.append(Reading(point=p.point.id, value=bit, ts_source=now, ts_gateway=now))
             return out
         raw_block = codec.registers_to_bytes([int(v) for v in values])
         decoders = self._decoders

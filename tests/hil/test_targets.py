@@ -25,7 +25,6 @@ from .conftest import SCRATCH_POINT, Rig, check, device_of, expectations, runnin
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "hil" / "targets.example.yaml"
 SIMULATOR_NAMES = {"modbus_tcp": "PUMP-01", "modbus_rtu": "PUMP-01", "opcua": "PUMP PUMP1"}
-BIT_POINTS = frozenset({"pump1/run", "pump1/running"})
 """The simulated PLC's coil and discrete input."""
 on_a_rig = pytest.mark.skipif(bool(os.environ.get(ENV)), reason=f"{ENV} is set: this test runs the suite itself")
 
@@ -98,9 +97,7 @@ async def test_link_loss_turns_every_point_bad_and_good_again(rig: Rig) -> None:
         await wait_all(sink, points, Quality.GOOD, rig.deadline, "the cable back")
         assert driver.health().connected
     assert all(r.reason.startswith(("link down", "timeout")) for r in lost), [r.reason for r in lost]
-    # the last good value travels with Bad; the Modbus driver keeps none for coils and discrete inputs yet
-    kept = [r for r in lost if r.point not in BIT_POINTS]
-    assert [r.point for r in kept if r.value is None] == [], lost
+    assert [r.point for r in lost if r.value is None] == [], lost  # the last good value travels with Bad
 
 
 # -- the targets file ---------------------------------------------------------------------------------
