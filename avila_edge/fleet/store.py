@@ -7,6 +7,7 @@ transaction, and ``INSERT OR IGNORE`` on the (gateway, seq) key makes concurrent
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,13 +44,26 @@ class GatewayStatus(msgspec.Struct, frozen=True):
     """Seqs below ``max_seq`` neither received nor reported dropped: the gateway's backlog still on its way."""
 
 
+def _enter_wal(conn: sqlite3.Connection, *, attempts: int = 50) -> None:
+    """Switch a store to WAL. Receivers starting together on a new store race for it, and SQLite answers
+    the loser 'database is locked' at once instead of waiting: try again for up to ~5 s."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 class DedupeStore:
     """Runs on one worker thread of its owner."""
 
     def __init__(self, path: Path, *, keys_dir: Path | None = None, trust_first_key: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(self.conn)
         self.conn.execute("PRAGMA synchronous=FULL")  # an acked batch must survive a power cut of the receiver
         self.conn.executescript(SCHEMA)
         self.checker = CheckpointChecker(self.conn, keys_dir=keys_dir, trust_first_key=trust_first_key)

@@ -90,7 +90,9 @@ async def test_both_modes_feed_the_journal_of_a_running_gateway(tmp_path: Path) 
             assert errors["timeout"] == 2  # /temp and /senml each lost once
             assert set(errors) <= {"timeout", "link_down"}  # link_down: a retry while the node was still down
             assert all(s.restarts == 0 for s in gateway.supervisors)
-            node_health = await http_health(gateway.http_url, "pump1-node")
+            async with asyncio.timeout(5):  # every resource observed again, not just /flow
+                while not (node_health := await http_health(gateway.http_url, "pump1-node")).status["connected"]:
+                    await asyncio.sleep(0.05)
             ingest_health = await http_health(gateway.http_url, "ingest")
     # what an operator sees of both: connected, the last success and the errors by kind
     assert node_health.status["connected"] is True and node_health.connected == 1
