@@ -122,6 +122,7 @@ def autoencoder(rows: Rows, *, seed: int = 0, hidden: tuple[int, ...] = HIDDEN, 
         from skl2onnx import convert_sklearn  # noqa: PLC0415 - build-time tools, not on the gateway
         from skl2onnx.common.data_types import FloatTensorType  # noqa: PLC0415
         from sklearn.neural_network import MLPRegressor  # noqa: PLC0415
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - comes with scikit-learn
 
     width = rows.shape[1] if rows.ndim == 2 else 0
     mean, std = _normalisation(rows, width)
@@ -131,7 +132,8 @@ def autoencoder(rows: Rows, *, seed: int = 0, hidden: tuple[int, ...] = HIDDEN, 
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        mlp.fit(x, x)
+        with threadpool_limits(limits=1):  # one BLAS thread: the same bits on every run
+            mlp.fit(x, x)
     for w in caught:  # e.g. not converged on a short history: say so, the manifest's threshold still fits it
         logger.warning("training %s: %s", label, w.message)
     onx = convert_sklearn(mlp, initial_types=[(INPUT, FloatTensorType([None, width]))], target_opset=17)
@@ -156,12 +158,14 @@ def isolation_forest(
         from sklearn.ensemble import IsolationForest  # noqa: PLC0415
         from sklearn.pipeline import Pipeline  # noqa: PLC0415
         from sklearn.preprocessing import PolynomialFeatures, StandardScaler  # noqa: PLC0415
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - comes with scikit-learn
 
     width = rows.shape[1] if rows.ndim == 2 else 0
     mean, std = _normalisation(rows, width)
     x = ((rows - mean) / std).astype(np.float32)
     products = Pipeline([("products", PolynomialFeatures(2, include_bias=False)), ("scale", StandardScaler())])
-    spectrum = PCA(random_state=seed).fit(products.fit_transform(x)).explained_variance_
+    with threadpool_limits(limits=1):
+        spectrum = PCA(random_state=seed).fit(products.fit_transform(x)).explained_variance_
     kept = int(np.count_nonzero(spectrum > RANK_TOL * spectrum[0]))  # whitening ~0 variance amplifies rounding
     pipeline = Pipeline(
         [
@@ -170,7 +174,8 @@ def isolation_forest(
             ("forest", IsolationForest(n_estimators=trees, max_samples=min(max_samples, len(x)), random_state=seed)),
         ]
     )
-    pipeline.fit(x)
+    with threadpool_limits(limits=1):  # one BLAS thread: the same bits on every run, so the same trees
+        pipeline.fit(x)
     onx = convert_sklearn(pipeline, initial_types=[(INPUT, FloatTensorType([None, width]))], target_opset=OPSET)
     _anomaly_score_output(onx, float(pipeline.named_steps["forest"].offset_))
     scores = -pipeline.score_samples(x)
