@@ -48,9 +48,20 @@ HOST = "127.0.0.1"
 
 def free_port(host: str = HOST) -> int:
     """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` different TCP ports nothing listens on right now (all held open while choosing, so the
+    kernel cannot hand out the same one twice)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +180,9 @@ class Mosquitto:
         ready_timeout: float = 10.0,
     ) -> None:
         self.host = HOST
-        self.port = port or free_port()
-        self.tls_port: int | None = free_port() if tls else None
+        plain, secure = free_ports(2)
+        self.port = port or plain
+        self.tls_port: int | None = (secure if secure != self.port else plain) if tls else None
         self.allow_anonymous = allow_anonymous
         self.users = dict(users or {})
         self.require_certificate = require_certificate
