@@ -7,7 +7,7 @@ import contextlib
 import math
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
@@ -253,7 +253,10 @@ WRONG_ANSWERS = [
 ]
 
 
-async def test_a_well_framed_reply_that_is_not_the_answer_is_a_protocol_violation_not_a_value() -> None:
+@contextlib.asynccontextmanager
+async def modbus_tcp_server(reply: Callable[[int], bytes]) -> AsyncIterator[int]:
+    """A Modbus TCP server on a free loopback port answering its n-th request (from 1) with ``reply(n)``,
+    a PDU; yields the port."""
     served = 0
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -263,8 +266,7 @@ async def test_a_well_framed_reply_that_is_not_the_answer_is_a_protocol_violatio
                 header = await reader.readexactly(7)
                 await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
                 served += 1
-                wrong = served // 2 - 1 if served % 2 == 0 else -1
-                pdu = WRONG_ANSWERS[wrong] if 0 <= wrong < len(WRONG_ANSWERS) else b"\x03\x04\x12\x34\x12\x34"
+                pdu = reply(served)
                 writer.write(header[:4] + (len(pdu) + 1).to_bytes(2, "big") + header[6:7] + pdu)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
@@ -273,17 +275,29 @@ async def test_a_well_framed_reply_that_is_not_the_answer_is_a_protocol_violatio
             writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_well_framed_reply_that_is_not_the_answer_is_a_protocol_violation_not_a_value() -> None:
+    served = 0
+
+    def reply(n: int) -> bytes:
+        nonlocal served
+        served = n
+        wrong = n // 2 - 1 if n % 2 == 0 else -1
+        return WRONG_ANSWERS[wrong] if 0 <= wrong < len(WRONG_ANSWERS) else b"\x03\x04\x12\x34\x12\x34"
+
+    async with modbus_tcp_server(reply) as port:
         pts = [point("pump1/a", "holding", 0, "uint16"), point("pump1/b", "holding", 1, "uint16")]
         async with running(device(port, pts, poll=0.02, timeout=0.2)) as (driver, sink):
             await sink.wait_for(lambda _: served > 2 * len(WRONG_ANSWERS) + 2)
             sink.latest.clear()
             await sink.wait_for(good(["pump1/a", "pump1/b"]))
             health = driver.health()
-    finally:
-        server.close()
-        await server.wait_closed()
     accepted = [r.value for r in sink.all if r.quality is Quality.GOOD]
     assert accepted and set(accepted) == {0x1234}
     assert health.errors == {"protocol_violation": len(WRONG_ANSWERS)}
@@ -294,30 +308,13 @@ async def test_a_well_framed_reply_that_is_not_the_answer_is_a_protocol_violatio
 
 
 async def test_a_write_answered_by_a_reply_for_another_function_is_a_protocol_violation_not_a_success() -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                header = await reader.readexactly(7)
-                await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
-                pdu = b"\x03\x02\x00\x07"  # every request gets a read reply: right for reads, wrong for a write
-                writer.write(header[:4] + (len(pdu) + 1).to_bytes(2, "big") + header[6:7] + pdu)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    # every request gets a read reply: right for the polls, wrong for a write
+    async with modbus_tcp_server(lambda _: b"\x03\x02\x00\x07") as port:
         pts = [point("pump1/setpoint", "holding", 0, "uint16", writable=True)]
         async with running(device(port, pts, poll=0.05, timeout=0.2)) as (driver, sink):
             await sink.wait_for(good(["pump1/setpoint"]))
             with pytest.raises(ProtocolViolation, match="the reply is for function 3, not 6"):
                 await driver.write("pump1/setpoint", 9)  # the twin marks the desired value failed with this reason
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_cancelling_the_driver_mid_request_always_stops_it(plc: ModbusPlc) -> None:
