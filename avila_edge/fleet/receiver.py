@@ -13,6 +13,7 @@ import msgspec
 from avila_edge.audit import SOURCE as AUDIT_SOURCE
 from avila_edge.config.fleet import FleetConfig
 from avila_edge.core import Backoff, Clock, Event, check_cancelled
+from avila_edge.core.cancel import CHECK_EVERY
 from avila_edge.fleet.store import DedupeStore, GatewayStatus
 from avila_edge.journal import EntryKind, decode_event, decode_reading
 from avila_edge.sync.batch import Batch, BatchError, decode_batch
@@ -91,7 +92,14 @@ class FleetReceiver:
                         check_cancelled()  # aiomqtt may have swallowed a cancellation while connecting
                         self.connected = True
                         backoff.reset()
-                        async for message in client.messages:
+                        messages = aiter(client.messages)
+                        while True:
+                            check_cancelled()  # a cancellation swallowed while handling must still stop us
+                            try:
+                                async with asyncio.timeout(CHECK_EVERY):
+                                    message = await anext(messages)
+                            except TimeoutError:
+                                continue  # nothing arrived: look for a swallowed cancellation again
                             payload = bytes(message.payload)  # type: ignore[arg-type,unused-ignore]
                             await self._handle(client, store, writer, payload, str(message.topic))
                 except aiomqtt.MqttError as exc:
