@@ -76,7 +76,8 @@ class LineFramer:
             elif line:
                 out.append(Frame(line))
         del buf[:start]
-        if len(buf) > self.max_line:
+        # a line of max_line bytes may wait with the start of its terminator (and a CR) behind it
+        if len(buf) > self.max_line + len(term) - 1 + self.strip_cr:
             # keep the tail that may hold the start of a terminator, drop the rest of the line
             keep = len(term) - 1
             if not self._skipping:

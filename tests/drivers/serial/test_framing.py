@@ -73,3 +73,9 @@ def test_regex_frames_do_not_depend_on_chunking(parts: list[bytes], cuts: list[i
     whole = [p for p in RegexFramer(regex, 1000).feed(data) if isinstance(p, Frame)]
     chunked = [p for p in _feed(RegexFramer(regex, 1000), data, cuts) if isinstance(p, Frame)]
     assert chunked == whole == [Frame(m.group(0)) for m in regex.finditer(data)]
+
+
+def test_a_line_of_exactly_max_line_bytes_is_framed_when_its_terminator_arrives_split() -> None:
+    framer = LineFramer(b"\r\n", 4)
+    assert framer.feed(b"abcd\r") == []
+    assert framer.feed(b"\nefghi\r\n") == [Frame(b"abcd"), Discarded("oversize", b"efghi", 5)]
