@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from avila_edge.core import Quality, Reading
 from avila_edge.driver import Driver
+from avila_edge.journal import EntryKind, Journal
 
 D = TypeVar("D", bound=Driver)
 
@@ -109,3 +110,29 @@ async def http_health(base_url: str, device: str) -> HttpHealth:
             elif s.name == "avila_edge_driver_errors_total":
                 errors[s.labels["kind"]] = s.value
     return HttpHealth(status=entry, connected=connected, errors=errors)
+
+
+async def until_health(
+    base_url: str, device: str, connected: bool, *, success_after: int = -1, within: float = 5.0
+) -> HttpHealth:
+    """``device``'s health over HTTP once its link is ``connected`` (and, if up, once it succeeded after
+    ``success_after``, a ``last_success_ns``)."""
+    async with asyncio.timeout(within):
+        while True:
+            h = await http_health(base_url, device)
+            last = h.status["last_success_ns"]
+            if h.status["connected"] is connected and (not connected or (last or -1) > success_after):
+                return h
+            await asyncio.sleep(0.05)
+
+
+async def until_bad_then_good(journal: Journal, point: str, *, within: float = 5.0) -> list[Reading]:
+    """The journaled readings of ``point`` once one was Bad and the newest is Good again."""
+    async with asyncio.timeout(within):
+        while True:
+            await journal.flush()
+            entries = await journal.read(0, 100_000, kinds=[EntryKind.READING])
+            readings = [r for r in (e.reading() for e in entries) if r.point == point]
+            if any(not r.good for r in readings) and readings[-1].good:
+                return readings
+            await asyncio.sleep(0.05)

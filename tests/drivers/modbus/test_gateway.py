@@ -4,17 +4,15 @@ errors by kind; the mended cable is Good again."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from avila_edge.config import parse_config
 from avila_edge.core import SystemClock
-from avila_edge.journal import EntryKind
 from avila_edge.runtime.gateway import Gateway
 from hil.fault_proxy import FaultProxy
 from hil.modbus_plc import ModbusPlc
 
-from ..harness import HttpHealth, http_health
+from ..harness import until_bad_then_good, until_health
 
 SITE = """
 site: {{id: modbus-site}}
@@ -35,31 +33,13 @@ async def test_a_pulled_cable_shows_in_the_journal_status_and_metrics_and_mends(
     async with ModbusPlc() as plc, FaultProxy("127.0.0.1", plc.port) as proxy:
         config = parse_config(SITE.format(state=tmp_path, port=proxy.port), filename="site.yaml")
         async with Gateway.running(config, clock=SystemClock()) as gateway:
-
-            async def until_health(connected: bool, *, success_after: int = -1) -> HttpHealth:
-                """Health once the link is ``connected`` (and, if up, a poll succeeded after ``success_after``)."""
-                async with asyncio.timeout(5):
-                    while True:
-                        h = await http_health(gateway.http_url, "plc1")
-                        last = h.status["last_success_ns"]
-                        if h.status["connected"] is connected and (not connected or (last or -1) > success_after):
-                            return h
-                        await asyncio.sleep(0.05)
-
-            up = await until_health(True)
+            up = await until_health(gateway.http_url, "plc1", True)
             assert up.connected == 1
             await proxy.drop()
-            down = await until_health(False)
+            down = await until_health(gateway.http_url, "plc1", False)
             await proxy.restore()
-            mended = await until_health(True, success_after=down.status["last_success_ns"])
-            async with asyncio.timeout(5):
-                while True:
-                    await gateway.journal.flush()
-                    entries = await gateway.journal.read(0, 100_000, kinds=[EntryKind.READING])
-                    flows = [e.reading() for e in entries if e.reading().point == "pump1/flow"]
-                    if any(not r.good for r in flows) and flows[-1].good:
-                        break
-                    await asyncio.sleep(0.05)
+            mended = await until_health(gateway.http_url, "plc1", True, success_after=down.status["last_success_ns"])
+            flows = await until_bad_then_good(gateway.journal, "pump1/flow")
     assert down.connected == 0
     assert down.status["errors"].get("link_down", 0) >= 1
     assert down.errors == {k: float(v) for k, v in down.status["errors"].items()}

@@ -4,16 +4,14 @@ server serving again is Good again."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from avila_edge.config import parse_config
 from avila_edge.core import SystemClock
-from avila_edge.journal import EntryKind
 from avila_edge.runtime.gateway import Gateway
 from hil.opcua_server import OpcUaPlant
 
-from ..harness import HttpHealth, http_health
+from ..harness import until_bad_then_good, until_health
 
 SITE = """
 site: {{id: opcua-site}}
@@ -35,33 +33,17 @@ async def test_a_stopped_server_shows_in_the_journal_status_and_metrics_and_reco
         text = SITE.format(state=tmp_path, endpoint=server.endpoint, node=server.node_id("pump1", "flow"))
         config = parse_config(text, filename="site.yaml")
         async with Gateway.running(config, clock=SystemClock()) as gateway:
-
-            async def until_health(connected: bool, *, success_after: int = -1) -> HttpHealth:
-                """Health once the link is ``connected`` (and, if up, a value arrived after ``success_after``)."""
-                async with asyncio.timeout(15):
-                    while True:
-                        h = await http_health(gateway.http_url, "srv1")
-                        last = h.status["last_success_ns"]
-                        if h.status["connected"] is connected and (not connected or (last or -1) > success_after):
-                            return h
-                        await asyncio.sleep(0.05)
-
-            up = await until_health(True)
+            up = await until_health(gateway.http_url, "srv1", True, within=15)
             assert up.connected == 1
             await server.stop()
             try:
-                down = await until_health(False)
+                down = await until_health(gateway.http_url, "srv1", False, within=15)
             finally:
                 await server.start()
-            mended = await until_health(True, success_after=down.status["last_success_ns"])
-            async with asyncio.timeout(15):
-                while True:
-                    await gateway.journal.flush()
-                    entries = await gateway.journal.read(0, 100_000, kinds=[EntryKind.READING])
-                    flows = [e.reading() for e in entries if e.reading().point == "pump1/flow"]
-                    if any(not r.good for r in flows) and flows[-1].good:
-                        break
-                    await asyncio.sleep(0.05)
+            mended = await until_health(
+                gateway.http_url, "srv1", True, success_after=down.status["last_success_ns"], within=15
+            )
+            flows = await until_bad_then_good(gateway.journal, "pump1/flow", within=15)
     assert down.connected == 0
     assert down.status["errors"].get("link_down", 0) >= 1
     assert down.errors == {k: float(v) for k, v in down.status["errors"].items()}
