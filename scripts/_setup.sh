@@ -1,5 +1,5 @@
 # Shared set-up for scripts/demo and scripts/test: a virtual environment in .venv with the project
-# installed (editable), refreshed only when pyproject.toml changed. Sourced, not run.
+# installed (editable), refreshed only when pyproject.toml or scripts/build-tools.txt changed. Sourced, not run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,11 +36,12 @@ ensure_venv() {
         "$PYTHON" -m venv "$VENV"
     fi
     local stamp="$VENV/.avila-edge-installed" want
-    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)$extras"
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/build-tools.txt" | sha256sum | cut -d' ' -f1)$extras"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         echo "avila-edge: installing Python packages into .venv ..." >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install -q -e "$ROOT$extras"
+        # the build tools' exact versions (scripts/build-tools.txt): the shipped models rebuild byte for byte
+        "$VENV/bin/python" -m pip install -q -c "$ROOT/scripts/build-tools.txt" -e "$ROOT$extras"
         echo "$want" > "$stamp"
     fi
 }

@@ -1,6 +1,6 @@
 """Build the shipped pump models from the hil/ plant (reproducible: fixed seeds, byte-identical output).
 
-    .venv/bin/pip install -e '.[train]'
+    .venv/bin/pip install -c scripts/build-tools.txt -e '.[train]'   # the pinned versions: same bytes
     .venv/bin/python tools/build_anomaly_model.py [--model pump-ae|pump-iforest|all] [--version 1] [--hours 48]
 
 Writes ``avila_edge/anomaly/models/<name>/<version>/`` (model.onnx + manifest.json) for

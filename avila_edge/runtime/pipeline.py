@@ -46,12 +46,31 @@ class Pipeline:
         self._unknown_logged: set[str] = set()
 
     async def __call__(self, batch: Sequence[Reading]) -> None:
+        accepted = self.filter(batch)
+        if not accepted:
+            return
+        try:
+            committed = await self.journal.append(accepted)
+        except BaseException:
+            for r in accepted:  # not accepted: compare the next ones with what was committed
+                self._accepted.pop(r.point, None)
+            raise
+        self.counters.accepted += len(committed)
+        latest = self.latest
+        for r in committed:
+            latest[r.point] = r
+        events = self.twins.apply(committed)
+        if events:
+            await self.record(events)
+
+    def filter(self, batch: Sequence[Reading]) -> list[Reading]:
+        """The readings of ``batch`` to journal: known points, non-finite numbers made Bad, deadband and
+        repeats filtered. Each one is remembered as its point's newest accepted reading."""
         accepted: list[Reading] = []
-        accepted_by_point = self._accepted
-        before: set[str] = set()
+        accepted_by_point, latest, deadbands = self._accepted, self.latest, self._deadband
         for incoming in batch:
             r = incoming
-            deadband = self._deadband.get(r.point)
+            deadband = deadbands.get(r.point)
             if deadband is None:
                 self.counters.rejected += 1
                 if r.point not in self._unknown_logged:
@@ -61,28 +80,14 @@ class Pipeline:
             if isinstance(r.value, float) and not math.isfinite(r.value):
                 r = Reading(point=r.point, value=None, quality=Quality.BAD, reason=f"device sent {r.value}",
                             ts_source=r.ts_source, ts_gateway=r.ts_gateway)  # fmt: skip
-            previous = accepted_by_point.get(r.point) or self.latest.get(r.point)
+            previous = accepted_by_point.get(r.point) or latest.get(r.point)
             fresh = previous is not None and r.ts_gateway - previous.ts_gateway < HEARTBEAT * 1e9
             if previous is not None and fresh and _unchanged(previous, r, deadband):
                 self.counters.filtered += 1
                 continue
-            before.add(r.point)
             accepted_by_point[r.point] = r
             accepted.append(r)
-        if not accepted:
-            return
-        try:
-            committed = await self.journal.append(accepted)
-        except BaseException:
-            for point in before:  # not accepted: compare the next ones with what was committed
-                accepted_by_point.pop(point, None)
-            raise
-        self.counters.accepted += len(committed)
-        for r in committed:
-            self.latest[r.point] = r
-        events = self.twins.apply(committed)
-        if events:
-            await self.record(events)
+        return accepted
 
     async def record(self, events: Sequence[Event]) -> None:
         """Journal events produced outside a reading batch (acknowledgements, write outcomes, ticks)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+from importlib import metadata
 from types import ModuleType
 
 import numpy as np
@@ -39,6 +40,16 @@ def _build_script() -> ModuleType:
         sys.path.remove(str(ROOT / "tools"))
 
 
+def _tools_against_pins() -> str:
+    """What differs between the installed build tools and scripts/build-tools.txt, for a failed rebuild."""
+    pins = dict(
+        line.split("==") for line in (ROOT / "scripts" / "build-tools.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )  # fmt: skip
+    off = [f"{p} {metadata.version(p)} (pinned {v})" for p, v in pins.items() if metadata.version(p) != v]
+    return f"installed build tools differ from scripts/build-tools.txt: {', '.join(off)}" if off else "same tools"
+
+
 @pytest.fixture(scope="module")
 def rebuilt() -> dict[str, Fitted]:
     """The shipped models' estimators, fitted again as the build script fits them."""
@@ -67,7 +78,7 @@ def fixed_rows() -> np.ndarray:  # type: ignore[type-arg]
 @pytest.mark.parametrize("name", ["pump-ae", "pump-iforest"])
 def test_the_build_script_rebuilds_the_shipped_model_byte_for_byte(name: str, rebuilt: dict[str, Fitted]) -> None:
     manifest = read_manifest(SHIPPED / name / "1")
-    assert hashlib.sha256(rebuilt[name].onnx).hexdigest() == manifest.sha256
+    assert hashlib.sha256(rebuilt[name].onnx).hexdigest() == manifest.sha256, _tools_against_pins()
     assert [f.mean for f in manifest.input.features] == pytest.approx(rebuilt[name].mean.tolist(), rel=1e-12)
     assert [f.std for f in manifest.input.features] == pytest.approx(rebuilt[name].std.tolist(), rel=1e-12)
 
