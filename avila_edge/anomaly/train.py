@@ -176,8 +176,10 @@ def isolation_forest(
     )
     with threadpool_limits(limits=1):  # one BLAS thread: the same bits on every run, so the same trees
         pipeline.fit(x)
-    onx = convert_sklearn(pipeline, initial_types=[(INPUT, FloatTensorType([None, width]))], target_opset=OPSET)
-    _anomaly_score_output(onx, float(pipeline.named_steps["forest"].offset_))
+    # the preprocessing as skl2onnx exports it, the forest as one tree ensemble (_forest_score)
+    steps = Pipeline(pipeline.steps[:-1])
+    onx = convert_sklearn(steps, initial_types=[(INPUT, FloatTensorType([None, width]))], target_opset=OPSET)
+    _forest_score(onx, pipeline.named_steps["forest"])
     scores = -pipeline.score_samples(x)
     return Fitted(pipeline, onx.SerializeToString(), OutputKind.SCORE, SCORE, mean, std, scores)
 
@@ -287,17 +289,69 @@ def _reshape_output(onx: Any, width: int) -> None:
     graph.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [None, width]))
 
 
-def _anomaly_score_output(onx: Any, offset: float) -> None:
-    """skl2onnx exports an IsolationForest as ``label`` and ``scores`` (``decision_function``); keep one
-    output, ``score`` = ``-score_samples`` = ``-(decision_function + offset_)``, so larger is more anomalous
-    and every score is positive (an adaptive threshold is a multiple of a quantile of them)."""
+def _path_length(n: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The average path length of an unsuccessful search in a binary search tree of ``n`` samples
+    (the IsolationForest normaliser c(n): 0 for n <= 1, 1 for n = 2)."""
+    n = np.asarray(n, dtype=np.float64)
+    safe = np.maximum(n, 3.0)
+    c = 2.0 * (np.log(safe - 1.0) + np.euler_gamma) - 2.0 * (safe - 1.0) / safe
+    return np.where(n <= 1, 0.0, np.where(n == 2, 1.0, c))
+
+
+def _forest_score(onx: Any, forest: Any) -> None:
+    """Append the IsolationForest to the preprocessing graph ``onx`` as ONE ``TreeEnsembleRegressor``
+    and output ``score`` = ``-score_samples`` = 2^(-mean path length / c(max_samples)).
+
+    Each leaf holds its share of the mean path length (its depth plus c(its training samples), over
+    trees times c(max_samples)), so the ensemble's sum is the ratio scikit-learn computes. skl2onnx's own
+    export walks the trees one by one (about 3,000 nodes for 100 trees): its per-node overhead made a
+    one-row call cost ~2 ms; this graph has a few nodes more than the preprocessing. A split's
+    threshold is rounded down to float32 where rounding to nearest would move it above the float64
+    threshold, so every float32 input takes the branch scikit-learn's tree takes."""
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415 - comes with skl2onnx
 
     graph = onx.graph
-    graph.name = "isolation_forest"
-    decision = next(o.name for o in graph.output if o.name != "label")
-    graph.initializer.append(numpy_helper.from_array(np.array([offset], dtype=np.float32), "score_offset"))
-    graph.node.append(helper.make_node("Add", [decision, "score_offset"], ["score_samples"], name="score_add"))
-    graph.node.append(helper.make_node("Neg", ["score_samples"], [SCORE], name="score_neg"))
+    graph.name = "isolation_forest"  # skl2onnx names graphs with a random uuid: fixed, so rebuilds are byte-identical
+    whitened = graph.output[0].name
+    denominator = len(forest.estimators_) * float(_path_length(np.array([forest.max_samples_]))[0])
+    nodes: dict[str, list[Any]] = {
+        k: [] for k in ("treeids", "nodeids", "featureids", "values", "modes", "true", "false")
+    }
+    targets: dict[str, list[Any]] = {"treeids": [], "nodeids": [], "weights": []}
+    for t, (tree, features) in enumerate(zip(forest.estimators_, forest.estimators_features_, strict=True)):
+        tt = tree.tree_
+        depth = np.zeros(tt.node_count, dtype=np.int64)
+        for i in range(tt.node_count):  # children come after their parent in scikit-learn's node order
+            if tt.children_left[i] != -1:
+                depth[tt.children_left[i]] = depth[tt.children_right[i]] = depth[i] + 1
+        share = (depth + _path_length(tt.n_node_samples)) / denominator
+        for i in range(tt.node_count):
+            leaf = tt.children_left[i] == -1
+            nodes["treeids"].append(t)
+            nodes["nodeids"].append(i)
+            nodes["featureids"].append(0 if leaf else int(features[tt.feature[i]]))
+            threshold = float(tt.threshold[i])
+            value = np.float32(threshold)
+            if not leaf and float(value) > threshold:
+                value = np.nextafter(value, np.float32(-np.inf))
+            nodes["values"].append(0.0 if leaf else float(value))
+            nodes["modes"].append("LEAF" if leaf else "BRANCH_LEQ")
+            nodes["true"].append(0 if leaf else int(tt.children_left[i]))
+            nodes["false"].append(0 if leaf else int(tt.children_right[i]))
+            if leaf:
+                targets["treeids"].append(t)
+                targets["nodeids"].append(i)
+                targets["weights"].append(float(share[i]))
+    graph.node.append(helper.make_node(
+        "TreeEnsembleRegressor", [whitened], ["path_ratio"], name="forest", domain="ai.onnx.ml",
+        n_targets=1, aggregate_function="SUM", post_transform="NONE",
+        nodes_treeids=nodes["treeids"], nodes_nodeids=nodes["nodeids"], nodes_featureids=nodes["featureids"],
+        nodes_values=nodes["values"], nodes_modes=nodes["modes"], nodes_truenodeids=nodes["true"],
+        nodes_falsenodeids=nodes["false"], target_treeids=targets["treeids"], target_nodeids=targets["nodeids"],
+        target_ids=[0] * len(targets["nodeids"]), target_weights=targets["weights"],
+    ))  # fmt: skip
+    graph.initializer.append(numpy_helper.from_array(np.array([2.0], dtype=np.float32), "score_base"))
+    graph.node.append(helper.make_node("Neg", ["path_ratio"], ["path_ratio_neg"], name="score_neg"))
+    graph.node.append(helper.make_node("Pow", ["score_base", "path_ratio_neg"], [SCORE], name="score_pow"))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(SCORE, TensorProto.FLOAT, [None, 1]))
