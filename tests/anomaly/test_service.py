@@ -281,3 +281,36 @@ async def test_the_running_service_follows_an_activation_in_the_registry(tmp_pat
                 await asyncio.sleep(0.01)
         task.cancel()
     assert service._executor is None, "the worker thread pool is shut down with the service"
+
+
+async def test_a_point_held_back_by_its_deadband_is_carried_by_the_heartbeat_and_windows_stay_complete(
+    tmp_path: Path,
+) -> None:
+    """A flow reading that never leaves its deadband (a frozen sensor, or a very steady one) is journaled
+    only at the pipeline's heartbeat; the windows carry it from one heartbeat to the next, so the
+    detector keeps judging the asset instead of going silent."""
+    text = site_text(BASELINE, state_dir=str(tmp_path / "state"))
+    flow = next(line for line in text.splitlines() if "pump1/flow," in line)
+    text = text.replace(flow, flow.replace("type: float32}", "type: float32, deadband: 1000000}"))
+    cfg = parse_config(text, filename="site.yaml")
+    assert next(p for p in cfg.devices[0].points if p.id == "pump1/flow").deadband == 1000000
+    async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as journal:
+        twins = TwinService(cfg)
+        pipeline = Pipeline(cfg, journal, twins)
+        service = AnomalyService(cfg, twins, pipeline.record, clock=SystemClock())
+        pump = PumpPlant(seed=3)
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(service.run(), name="anomaly")
+            await asyncio.sleep(0)
+            for second in range(1, 601):
+                pump.step(1.0)
+                await pipeline(readings({"pump1": pump}, second))
+                await asyncio.sleep(0)
+            for _ in range(20):
+                await asyncio.sleep(0)
+            task.cancel()
+        await journal.flush()
+        flows = [r for r in await journal.history("pump1/flow", 0, 2**62) if r.point == "pump1/flow"]
+    assert 10 <= len(flows) <= 12, "flow journaled once a heartbeat (60 s), not every second"
+    assert service.incomplete == 0, "no window lost its flow feature"
+    assert service.counters.windows >= 58, "every 10 s window of the 600 s judged"
