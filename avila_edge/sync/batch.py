@@ -41,11 +41,15 @@ class Batch(msgspec.Struct, frozen=True):
         return [Entry(seq, EntryKind(kind), None, 0, body) for seq, kind, body in self.entries]
 
 
+LEVEL = 3
+"""zlib level: on 1,000 journal entries 0.45 µs and 9.9 B per entry, against 0.95 µs and 9.7 B at
+zlib's default 6 and 0.41 µs and 11.3 B at 1; the uplink pays it for every reading it sends."""
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Batch)
 
 
-def encode_batch(gateway: str, entries: Sequence[Entry], *, level: int = 6, lane: str | None = None) -> bytes:
+def encode_batch(gateway: str, entries: Sequence[Entry], *, level: int = LEVEL, lane: str | None = None) -> bytes:
     if not entries:
         raise ValueError("a batch needs at least one entry")
     batch = Batch(
