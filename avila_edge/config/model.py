@@ -4,6 +4,13 @@ Durations are float seconds and sizes int bytes here; the YAML may write them as
 ``5m``, ``1h``, ``7d`` and ``512KiB``, ``64MB``, ``1GiB`` (the loader converts). Driver-specific
 parts (``DeviceConfig.connection``, ``PointConfig.address``) are the frozen structs declared by the
 driver's plugin (``drivers/<name>/config.py``), already validated.
+
+The structs a site has one of per point, device or asset (``PointConfig``, ``DeviceConfig``,
+``AssetConfig`` and their ``TimingConfig``, ``SiteConfig``) are ``gc=False``: the garbage collector
+does not track them, which saves 16 bytes each (a 100,000-point site holds 100,000 of them). That is
+safe because they cannot take part in a reference cycle: they are frozen, built once by the loader
+from fresh values (strings, numbers, tuples of other frozen config structs) and never refer back to
+anything that holds them. A driver's ``connection`` and ``address`` structs follow the same rule.
 """
 
 from __future__ import annotations
@@ -56,12 +63,12 @@ class Synchronous(enum.StrEnum):
     FULL = "full"
 
 
-class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     id: str
     name: str = ""
 
 
-class TimingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class TimingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """How a device is polled and retried."""
 
     poll_interval: Duration = 1.0
@@ -71,7 +78,7 @@ class TimingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     backoff_max: Duration = 30.0
 
 
-class PointConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class PointConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """One point of one device. ``id`` is ``asset/point``. The published value is
     ``raw * scale + offset`` for numeric types."""
 
@@ -87,7 +94,7 @@ class PointConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     writable: bool = False
 
 
-class DeviceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class DeviceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     id: str
     driver: str
     connection: Any
@@ -100,7 +107,7 @@ class DeviceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return point.poll_interval if point.poll_interval is not None else self.timing.poll_interval
 
 
-class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """A twin: the points whose id starts with ``<id>/`` belong to it."""
 
     id: str

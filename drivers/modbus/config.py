@@ -1,4 +1,7 @@
-"""Frozen configuration of a Modbus device connection and of one point's address."""
+"""Frozen configuration of a Modbus device connection and of one point's address.
+
+Both are ``gc=False`` (16 bytes less per point; they hold only strings and numbers, so they can
+never be part of a reference cycle: see ``avila_edge.config.model``)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ MAX_READ_BITS = 2000
 TCP_PORT = 502
 
 
-class ModbusConnection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ModbusConnection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """Where the device is. ``max_gap`` unused registers (x16 for bits) may be read to merge two blocks.
 
     ``transport: tcp`` (the default) needs ``host`` and a TCP ``port``. ``transport: rtu`` needs ``port``
@@ -37,7 +40,7 @@ class ModbusConnection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_block_bits: int = MAX_READ_BITS
 
 
-class ModbusAddress(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ModbusAddress(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """A point's place in the device: table and 0-based protocol address (register 40001 is holding 0)."""
 
     table: Table
