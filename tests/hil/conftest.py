@@ -17,9 +17,9 @@ from drivers.modbus.config import ModbusAddress, ModbusConnection
 from drivers.mqtt.config import MqttAddress, MqttConnection
 from drivers.mqtt.config import TlsFiles as MqttTls
 from drivers.opcua.config import OpcUaAddress, OpcUaConnection
+from hil.simulated import Link, simulated
 from hil.targets import (
     Expect,
-    Link,
     ModbusRtuTarget,
     ModbusTcpTarget,
     MqttTarget,
@@ -28,7 +28,6 @@ from hil.targets import (
     Targets,
     from_environment,
     load,
-    simulated,
 )
 
 from ..drivers.harness import Collector, run_driver
