@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import numpy.typing as npt
 
 from avila_edge.anomaly import AnomalyService, Baseline, ModelRegistry
 from avila_edge.anomaly.onnx_model import OnnxModel
@@ -60,7 +61,7 @@ def _rate(fn: object, rows_per_call: int, seconds: float) -> float:
 MODELS = ("pump-ae", "pump-iforest")
 
 
-def _model_rows(name: str, rows: np.ndarray, seconds: float) -> list[Row]:  # type: ignore[type-arg]
+def _model_rows(name: str, rows: npt.NDArray[np.float32], seconds: float) -> list[Row]:
     """Windows/s of one shipped model through ``OnnxModel.score``, beside onnxruntime alone."""
     model = OnnxModel.load(SHIPPED / name / "1")
     session, m = model._session, model.manifest
