@@ -113,6 +113,7 @@ class Journal:
         self._closing = False
         self._started = False
         self._retention_due = asyncio.Event()
+        self._index_failed = False
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -243,6 +244,9 @@ class Journal:
                 self._wake.set()
             await self._commit(group)
             del group  # nothing of a commit stays alive while the loop waits for the next one
+            writer = self._writer_store()
+            if writer.tail() >= writer.index_every and not self._index_failed:
+                await self._index()
 
     async def _commit(self, group: list[_Pending]) -> None:
         """Write one group of appends in one transaction and answer each of them."""
@@ -290,7 +294,24 @@ class Journal:
             self._retention_due.clear()
             if self._closing:
                 return
+            await self._index()
             await self.retain()
+
+    async def _index(self) -> None:
+        """Bring the per-point index up to the last commit, in a transaction of its own (after the
+        commit answered its appends). A failure only leaves a longer tail for readers to scan: it is
+        retried with the next retention pass, not after every commit."""
+        writer = self._writer_store()
+        if writer.tail() == 0:
+            return
+        try:
+            await self._run_writer(writer.index)
+        except Exception as exc:
+            if not self._index_failed:
+                logger.warning("journal per-point index not updated (retried in %.0f s): %s", RETENTION_INTERVAL, exc)
+            self._index_failed = True
+            return
+        self._index_failed = False
 
     async def retain(self) -> None:
         """Apply the retention policy now (it also runs by itself every few seconds)."""

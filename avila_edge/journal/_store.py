@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +29,36 @@ CREATE TABLE IF NOT EXISTS entry (
     ts INTEGER NOT NULL,
     body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entry_by_point ON entry(point_id, seq) WHERE point_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS point_index (
+    batch INTEGER NOT NULL,
+    point_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (batch, point_id, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS point (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', 0), ('retired', 0), ('dropped', 0), ('gaps', 0);
+INSERT OR IGNORE INTO meta(key, value) VALUES
+    ('next_seq', 0), ('retired', 0), ('dropped', 0), ('gaps', 0), ('indexed_seq', 0);
 """
+"""The journal's tables. ``point_index`` is derived data, the per-point history index: every reading
+with a seq below ``meta.indexed_seq`` (the watermark) has its row ``(batch, point_id, seq)``, no other
+row is there, and both change in the same transaction. It is filled in batches, not per commit (see
+``WriterStore.index``): ``batch`` is the first seq of the indexing batch the row was written by, so a
+batch's rows are appended at the right edge of the tree, sorted by point within the batch, and a
+point's readings are found with one seek per batch. Readings at or above the watermark (the tail, a
+few thousand at most) are found by scanning ``entry`` by seq."""
+
+OLD_INDEX = "entry_by_point"
+"""The per-commit index ``ON entry(point_id, seq)`` of earlier journals: replaced by ``point_index``
+when such a journal is opened (``WriterStore._migrate``)."""
+
+INDEX_EVERY = 4096
+"""Readings the tail may grow to before the writer indexes it (also every retention pass, ~5 s)."""
+
+INDEX_BATCH = 16_384
+"""Most seqs one ``batch`` of ``point_index`` spans (a long catch-up, such as a migration, is cut into
+batches of this width, so that removing a few entries never scans more than two batches)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +118,7 @@ class WriterStore:
         self, path: Path, *, synchronous: str, extra_schema: Sequence[str], max_bytes: int | None = None
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         created = not path.exists()
         self.conn = connect(path, synchronous=synchronous)
         if created:
@@ -99,7 +126,7 @@ class WriterStore:
         if max_bytes is not None:
             page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
             self.conn.execute(f"PRAGMA wal_autocheckpoint={wal_pages(max_bytes, page_size)}")
-        self.conn.executescript(SCHEMA)
+        self._create_schema()
         for ddl in extra_schema:
             self.conn.executescript(ddl)
         self.hooks: list[CommitHook] = []
@@ -112,7 +139,38 @@ class WriterStore:
         self.counters.retired = int(meta["retired"])
         self.counters.dropped = int(meta["dropped"])
         self.counters.gaps = int(meta["gaps"])
+        self.indexed_seq = int(meta["indexed_seq"])
+        self.index_every = INDEX_EVERY
         self.refresh_counters()
+
+    def _create_schema(self) -> None:
+        """Create the tables; a journal with the old per-commit index is migrated in the same
+        transaction (the new index built from its entries, the old one dropped)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            old = conn.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (OLD_INDEX,)).fetchone()
+            if old:
+                self._migrate()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        """Inside the open transaction: build ``point_index`` for every stored reading and drop the
+        old index. ``point_index`` is emptied first: a journal opened by an older version after this
+        one may have added and removed entries without touching it."""
+        conn = self.conn
+        (next_seq,) = conn.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
+        conn.execute("DELETE FROM point_index")
+        self._index_range(0, int(next_seq))
+        conn.execute(f"DROP INDEX {OLD_INDEX}")
+        logger.info("journal %s: per-point index built for seqs below %d, %s dropped", self.path, next_seq, OLD_INDEX)
 
     def close(self) -> None:
         self.conn.close()
@@ -196,6 +254,52 @@ class WriterStore:
         for name in self._new_points:  # their rows are gone with the transaction
             self._points.pop(name, None)
         self._new_points = []
+
+    # -- the per-point index ----------------------------------------------------------------------
+
+    def tail(self) -> int:
+        """Entries above the index watermark."""
+        return self.counters.next_seq - self.indexed_seq
+
+    def index(self, upto: int | None = None) -> int:
+        """Index the readings from the watermark up to ``upto`` (default: everything committed) in
+        one transaction with the new watermark; return the watermark. Each batch dirties the index
+        pages at the right edge of ``point_index`` once, instead of one page per point per commit."""
+        end = self.counters.next_seq if upto is None else min(upto, self.counters.next_seq)
+        start = self.indexed_seq
+        if end <= start:
+            return start
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._index_range(start, end)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self.indexed_seq = end
+        return end
+
+    def _index_range(self, start: int, end: int) -> None:
+        """Inside the open transaction: rows for the readings in ``[start, end)``, watermark at ``end``."""
+        self.conn.execute(
+            "INSERT INTO point_index(batch, point_id, seq) "
+            "SELECT ?1 + ((seq - ?1) / ?3) * ?3, point_id, seq FROM entry "
+            "WHERE seq >= ?1 AND seq < ?2 AND point_id IS NOT NULL ORDER BY 1, 2, 3",
+            (start, end, INDEX_BATCH),
+        )
+        self.conn.execute("UPDATE meta SET value=? WHERE key='indexed_seq'", (end,))
+
+    def _unindex(self, lowest: int, highest: int) -> None:
+        """Inside a removal transaction: forget the index rows of entries in ``lowest..highest`` that
+        are gone (scans only the batches that can hold those seqs)."""
+        if lowest >= self.indexed_seq:
+            return
+        (first_batch,) = self.conn.execute("SELECT MAX(batch) FROM point_index WHERE batch <= ?", (lowest,)).fetchone()
+        self.conn.execute(
+            "DELETE FROM point_index WHERE batch >= ? AND batch <= ? AND seq >= ? AND seq <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM entry WHERE entry.seq = point_index.seq)",
+            (lowest if first_batch is None else int(first_batch), highest, lowest, highest),
+        )
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -340,6 +444,7 @@ class WriterStore:
         return int(count), entries
 
     def _removed(self, lowest: int, highest: int) -> None:
+        self._unindex(lowest, highest)
         for hook in self.removal_hooks:
             hook(self.conn, lowest, highest)
 
@@ -355,11 +460,38 @@ class WriterStore:
             )
 
 
-LATEST_SQL = """
-SELECT e.seq, e.kind, e.point_id, e.ts, e.body FROM entry e
-JOIN (SELECT point_id, MAX(seq) AS seq FROM entry WHERE point_id IS NOT NULL GROUP BY point_id) m ON e.seq = m.seq
-ORDER BY e.seq
+BUCKETS_SQL = """
+WITH RECURSIVE batches(start) AS (
+    SELECT :first_batch
+    UNION ALL
+    SELECT (SELECT MIN(batch) FROM point_index WHERE batch > batches.start) FROM batches
+    WHERE batches.start < :indexed_end
+), rows(ts, body) AS (
+    SELECT e.ts, e.body FROM batches CROSS JOIN point_index i ON i.batch = batches.start AND i.point_id = :pid
+        AND i.seq >= :first AND i.seq < :indexed_end
+    JOIN entry e ON e.seq = i.seq WHERE e.ts >= :start_ns AND e.ts < :end_ns
+    UNION ALL
+    SELECT ts, body FROM entry
+    WHERE seq >= :tail_start AND seq < :last AND point_id = :pid AND ts >= :start_ns AND ts < :end_ns
+)
+SELECT (ts - :start_ns) / :width AS b, COUNT(v), MIN(v), MAX(v), AVG(v) FROM (
+    SELECT ts, json_extract(CAST(body AS TEXT), '$.value') AS v, json_extract(CAST(body AS TEXT), '$.quality') AS q
+    FROM rows)
+WHERE q != 'bad' AND typeof(v) IN ('integer', 'real') GROUP BY b ORDER BY b
 """
+"""Buckets of one point: its indexed readings batch by batch, then the tail, in seq order (the order
+the old per-commit index gave, so ``AVG`` adds the same numbers in the same order)."""
+
+
+NEXT_BATCHES_SQL = """
+WITH RECURSIVE batches(start) AS (
+    SELECT MIN(batch) FROM point_index WHERE batch > ?1
+    UNION ALL
+    SELECT (SELECT MIN(batch) FROM point_index WHERE batch > batches.start) FROM batches WHERE batches.start < ?2
+)
+SELECT start FROM batches WHERE start IS NOT NULL AND start < ?2
+"""
+"""The batch starts in ``(?1, ?2)``, ascending: one seek each, not a scan of their rows."""
 
 
 class ReaderStore:
@@ -382,9 +514,50 @@ class ReaderStore:
             self._names[pid] = name
         return name
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[int]:
+        """One read transaction (so the watermark and the rows agree); yields the watermark."""
+        self.conn.execute("BEGIN")
+        try:
+            (indexed,) = self.conn.execute("SELECT value FROM meta WHERE key='indexed_seq'").fetchone()
+            yield int(indexed)
+        finally:
+            self.conn.execute("COMMIT")
+
+    def _batches(self, first: int, end: int) -> list[int]:
+        """The ``point_index`` batches that can hold seqs in ``[first, end)``, ascending."""
+        if end <= first:
+            return []
+        (below,) = self.conn.execute("SELECT MAX(batch) FROM point_index WHERE batch <= ?", (first,)).fetchone()
+        batches = [] if below is None else [int(below)]
+        batches += [int(b) for (b,) in self.conn.execute(NEXT_BATCHES_SQL, (first, end))]
+        return batches
+
     def latest(self) -> list[Entry]:
-        """The newest stored reading of every point (uses the point index)."""
-        rows = self.conn.execute(LATEST_SQL).fetchall()
+        """The newest stored reading of every point: the tail's, then each index batch's newest first
+        for the points not found yet (usually the last batch or two has every point)."""
+        with self._snapshot() as indexed:
+            newest: dict[int, int] = dict(
+                self.conn.execute(
+                    "SELECT point_id, MAX(seq) FROM entry WHERE seq >= ? AND point_id IS NOT NULL GROUP BY point_id",
+                    (indexed,),
+                )
+            )
+            (points,) = self.conn.execute("SELECT COUNT(*) FROM point").fetchone()
+            batch: int | None = indexed
+            while len(newest) < points:
+                (batch,) = self.conn.execute("SELECT MAX(batch) FROM point_index WHERE batch < ?", (batch,)).fetchone()
+                if batch is None:
+                    break
+                for pid, seq in self.conn.execute(
+                    "SELECT point_id, MAX(seq) FROM point_index WHERE batch = ? GROUP BY point_id", (batch,)
+                ):
+                    newest.setdefault(pid, seq)
+            rows = self.conn.execute(
+                "SELECT seq, kind, point_id, ts, body FROM entry WHERE seq IN (SELECT value FROM json_each(?)) "
+                "ORDER BY seq",
+                (json.dumps(sorted(newest.values())),),
+            ).fetchall()
         return self._entries(rows)
 
     def seq_at(self, ts_ns: int) -> int:
@@ -410,15 +583,29 @@ class ReaderStore:
 
     def history(self, point: str, start_ns: int, end_ns: int, limit: int) -> list[Entry]:
         """Readings of ``point`` with ``start_ns <= ts < end_ns``, oldest first, at most ``limit``."""
-        row = self.conn.execute("SELECT id FROM point WHERE name=?", (point,)).fetchone()
-        if row is None:
-            return []
-        first, last = self.seq_at(start_ns), self.seq_at(end_ns)
-        rows = self.conn.execute(
-            "SELECT seq, kind, point_id, ts, body FROM entry WHERE point_id=? AND seq >= ? AND seq < ? "
-            "AND ts >= ? AND ts < ? ORDER BY seq LIMIT ?",
-            (row[0], first, last, start_ns, end_ns, limit),
-        ).fetchall()
+        with self._snapshot() as indexed:
+            row = self.conn.execute("SELECT id FROM point WHERE name=?", (point,)).fetchone()
+            if row is None:
+                return []
+            pid = row[0]
+            first, last = self.seq_at(start_ns), self.seq_at(end_ns)
+            indexed_end = min(last, indexed)
+            rows: list[tuple[int, int, int | None, int, bytes]] = []
+            for batch in self._batches(first, indexed_end):
+                if len(rows) >= limit:
+                    break
+                rows += self.conn.execute(
+                    "SELECT e.seq, e.kind, e.point_id, e.ts, e.body FROM point_index i JOIN entry e ON e.seq = i.seq "
+                    "WHERE i.batch = ? AND i.point_id = ? AND i.seq >= ? AND i.seq < ? AND e.ts >= ? AND e.ts < ? "
+                    "ORDER BY i.seq LIMIT ?",
+                    (batch, pid, first, indexed_end, start_ns, end_ns, limit - len(rows)),
+                ).fetchall()
+            if len(rows) < limit and last > indexed:
+                rows += self.conn.execute(
+                    "SELECT seq, kind, point_id, ts, body FROM entry WHERE seq >= ? AND seq < ? AND point_id = ? "
+                    "AND ts >= ? AND ts < ? ORDER BY seq LIMIT ?",
+                    (max(first, indexed), last, pid, start_ns, end_ns, limit - len(rows)),
+                ).fetchall()
         return [Entry(seq, EntryKind(kind), point, ts, bytes(body)) for seq, kind, _pid, ts, body in rows]
 
     def buckets(
@@ -426,18 +613,26 @@ class ReaderStore:
     ) -> list[tuple[int, int, float, float, float]]:
         """Numeric readings of ``point`` (Good or Uncertain) summarised per ``width_ns`` bucket:
         ``(bucket_start_ns, count, min, max, mean)`` for each non-empty bucket, oldest first."""
-        row = self.conn.execute("SELECT id FROM point WHERE name=?", (point,)).fetchone()
-        if row is None:
-            return []
-        first, last = self.seq_at(start_ns), self.seq_at(end_ns)
-        rows = self.conn.execute(
-            "SELECT (ts - ?) / ? AS b, COUNT(v), MIN(v), MAX(v), AVG(v) FROM ("
-            " SELECT ts, json_extract(CAST(body AS TEXT), '$.value') AS v,"
-            " json_extract(CAST(body AS TEXT), '$.quality') AS q FROM entry"
-            " WHERE point_id=? AND seq >= ? AND seq < ? AND ts >= ? AND ts < ?)"
-            " WHERE q != 'bad' AND typeof(v) IN ('integer', 'real') GROUP BY b ORDER BY b",
-            (start_ns, width_ns, row[0], first, last, start_ns, end_ns),
-        ).fetchall()
+        with self._snapshot() as indexed:
+            row = self.conn.execute("SELECT id FROM point WHERE name=?", (point,)).fetchone()
+            if row is None:
+                return []
+            first, last = self.seq_at(start_ns), self.seq_at(end_ns)
+            (below,) = self.conn.execute("SELECT MAX(batch) FROM point_index WHERE batch <= ?", (first,)).fetchone()
+            rows = self.conn.execute(
+                BUCKETS_SQL,
+                {
+                    "first_batch": first if below is None else int(below),
+                    "indexed_end": min(last, indexed),
+                    "pid": row[0],
+                    "first": first,
+                    "last": last,
+                    "tail_start": max(first, indexed),
+                    "start_ns": start_ns,
+                    "end_ns": end_ns,
+                    "width": width_ns,
+                },
+            ).fetchall()
         return [
             (start_ns + int(b) * width_ns, int(n), float(lo), float(hi), float(mean)) for b, n, lo, hi, mean in rows
         ]
