@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, KeysView, Mapping
 from pathlib import Path
 from typing import Self
 
@@ -69,8 +69,6 @@ class Gateway:
         self.clock = clock
         self.notifier = notifier
         self.started_at = time.monotonic()
-        self.point_ids = [p.id for d in config.devices for p in d.points]
-        self.units = {p.id: p.unit for d in config.devices for p in d.points}
         self.twins = TwinService(config, writer=self.write)
         self.bundles = BundleStore(config.state_dir, config_path)
         self.reload: Reload | None = None
@@ -80,12 +78,16 @@ class Gateway:
         self.service_problems: dict[str, str] = {}
         """Services that failed and wait to start again: name → why."""
         self.pipeline = Pipeline(config, journal, self.twins)
+        self.point_ids: KeysView[str] = self.pipeline.slots.keys()
+        """Every configured point id, in configuration order."""
+        self.units: Mapping[str, str] = self.pipeline.units
         self.supervisors = [
             DriverSupervisor(plugins[d.driver].create(d, clock), self.pipeline, clock=clock)
             for d in config.devices
             if d.enabled
         ]
-        self._owner = {p.id: s for s in self.supervisors for p in s.driver.device.points}
+        self._owner = {s.driver.device.id: s for s in self.supervisors}
+        """The supervisor of each enabled device by device id (a point's device is in its slot)."""
         self.uplinks = [
             MqttUplink(
                 u,
@@ -233,12 +235,12 @@ class Gateway:
             events += [e.event() for e in batch if e.point is None]
             position = batch[-1].seq + 1
         self.twins.restore(latest, [e for e in events if e.kind in ("desired", "alarm")])
-        for r in latest:
-            self.pipeline.latest[r.point] = r
+        self.pipeline.restore(latest)
 
     async def write(self, point: str, value: Value) -> None:
         """Write a value to the device that owns ``point`` (used by twins for desired values)."""
-        sup = self._owner.get(point)
+        slot = self.pipeline.slots.get(point)
+        sup = None if slot is None else self._owner.get(slot.device.id)
         if sup is None:
             raise DeviceRejected("gateway", f"write {point}", "no enabled device has this point")
         await sup.driver.write(point, value)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 
-from avila_edge.config.model import GatewayConfig
+import msgspec
+
+from avila_edge.config.model import DeviceConfig, GatewayConfig, PointConfig
 from avila_edge.core import Event, Quality, Reading
 from avila_edge.journal import Journal
 from avila_edge.twins.service import TwinService
@@ -34,31 +36,62 @@ class PipelineCounters:
     events: int = 0
 
 
+class PointSlot(msgspec.Struct, gc=False):
+    """What the runtime keeps for one configured point, in one object behind one dict entry: its
+    configuration (deadband, unit), its device (who writes it), its newest committed reading and a
+    newer accepted one still being committed.
+
+    ``gc=False`` (not tracked by the garbage collector, 16 bytes less): it refers only to frozen
+    config structs and readings, none of which can refer back to it, so it is never in a cycle."""
+
+    config: PointConfig
+    device: DeviceConfig
+    reading: Reading | None = None
+    """The newest committed reading (the live table)."""
+    pending: Reading | None = None
+    """The newest reading the filter accepted while its commit has not finished: the filter's memory
+    until then; ``None`` once it is committed (``reading`` holds it, with its seq) or failed."""
+
+
 class Pipeline:
     def __init__(self, config: GatewayConfig, journal: Journal, twins: TwinService) -> None:
         self.journal = journal
         self.twins = twins
         self.counters = PipelineCounters()
-        self._deadband = {p.id: p.deadband for d in config.devices for p in d.points}
-        self.latest: dict[str, Reading] = {}
+        self.slots: dict[str, PointSlot] = {p.id: PointSlot(p, d) for d in config.devices for p in d.points}
+        """Every configured point by id (the one per-point table of the runtime; see ``PointSlot``)."""
+        self.latest: Mapping[str, Reading] = LiveTable(self.slots)
         """The live point table: the newest committed reading of each point (``/status``, twins)."""
-        self._accepted: dict[str, Reading] = {}  # newest accepted per point, committed or not: the filter's memory
+        self.units: Mapping[str, str] = Units(self.slots)
+        """Each configured point's unit (``""`` when it has none)."""
         self._unknown_logged: set[str] = set()
+
+    def restore(self, readings: Iterable[Reading]) -> None:
+        """Take the newest journaled readings as committed (at start); points no longer configured
+        are left out."""
+        slots = self.slots
+        for r in readings:
+            slot = slots.get(r.point)
+            if slot is not None:
+                slot.reading = r
 
     async def __call__(self, batch: Sequence[Reading]) -> None:
         accepted = self.filter(batch)
         if not accepted:
             return
+        slots = self.slots
         try:
             committed = await self.journal.append(accepted)
         except BaseException:
             for r in accepted:  # not accepted: compare the next ones with what was committed
-                self._accepted.pop(r.point, None)
+                slots[r.point].pending = None
             raise
         self.counters.accepted += len(committed)
-        latest = self.latest
-        for r in committed:
-            latest[r.point] = r
+        for sent, r in zip(accepted, committed, strict=True):
+            slot = slots[r.point]
+            slot.reading = r
+            if slot.pending is sent:  # no newer reading accepted meanwhile: one reading per point again
+                slot.pending = None
         events = self.twins.apply(committed)
         if events:
             await self.record(events)
@@ -67,11 +100,11 @@ class Pipeline:
         """The readings of ``batch`` to journal: known points, non-finite numbers made Bad, deadband and
         repeats filtered. Each one is remembered as its point's newest accepted reading."""
         accepted: list[Reading] = []
-        accepted_by_point, latest, deadbands = self._accepted, self.latest, self._deadband
+        slots = self.slots
         for incoming in batch:
             r = incoming
-            deadband = deadbands.get(r.point)
-            if deadband is None:
+            slot = slots.get(r.point)
+            if slot is None:
                 self.counters.rejected += 1
                 if r.point not in self._unknown_logged:
                     self._unknown_logged.add(r.point)
@@ -80,12 +113,12 @@ class Pipeline:
             if isinstance(r.value, float) and not math.isfinite(r.value):
                 r = Reading(point=r.point, value=None, quality=Quality.BAD, reason=f"device sent {r.value}",
                             ts_source=r.ts_source, ts_gateway=r.ts_gateway)  # fmt: skip
-            previous = accepted_by_point.get(r.point) or latest.get(r.point)
+            previous = slot.pending or slot.reading
             fresh = previous is not None and r.ts_gateway - previous.ts_gateway < HEARTBEAT * 1e9
-            if previous is not None and fresh and _unchanged(previous, r, deadband):
+            if previous is not None and fresh and _unchanged(previous, r, slot.config.deadband):
                 self.counters.filtered += 1
                 continue
-            accepted_by_point[r.point] = r
+            slot.pending = r
             accepted.append(r)
         return accepted
 
@@ -106,3 +139,53 @@ def _unchanged(previous: Reading, new: Reading, deadband: float) -> bool:
     if deadband > 0:
         return abs(float(b) - float(a)) < deadband
     return a == b and previous.reason == new.reason
+
+
+class LiveTable(Mapping[str, Reading]):
+    """The newest committed reading of each point, read from the point slots (no copy, no dict of
+    its own). Points with no committed reading yet are not in it."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self, slots: dict[str, PointSlot]) -> None:
+        self._slots = slots
+
+    def __getitem__(self, point: str) -> Reading:
+        r = self._slots[point].reading
+        if r is None:
+            raise KeyError(point)
+        return r
+
+    def __contains__(self, point: object) -> bool:
+        slot = self._slots.get(point) if isinstance(point, str) else None
+        return slot is not None and slot.reading is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (point for point, slot in self._slots.items() if slot.reading is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for slot in self._slots.values() if slot.reading is not None)
+
+
+class Units(Mapping[str, str]):
+    """Each configured point's unit, read from the point slots."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self, slots: dict[str, PointSlot]) -> None:
+        self._slots = slots
+
+    def __getitem__(self, point: str) -> str:
+        return self._slots[point].config.unit
+
+    def __contains__(self, point: object) -> bool:
+        return point in self._slots
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._slots)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def keys(self) -> KeysView[str]:
+        return self._slots.keys()
