@@ -73,7 +73,18 @@ def decode_raw(block: bytes, offset: int, kind: DataType, address: ModbusAddress
 
 
 def decoder(kind: DataType, address: ModbusAddress, offset: int) -> Callable[[bytes], Value]:
-    """``decode_raw`` for one point, prepared once: the format compiled and the byte order settled."""
+    """``decode_raw`` for one point, prepared once: the format compiled and the byte order settled.
+
+    Points that decode alike (same type, bit, length, byte and word order and offset in their block)
+    share one decoder: a site of many float32 points holds a few hundred, not one per point."""
+    return _shared_decoder(kind, address.bit, address.length, address.byte_order, address.word_order, offset)
+
+
+@functools.cache
+def _shared_decoder(
+    kind: DataType, bit: int | None, length: int | None, byte_order: Order, word_order: Order, offset: int
+) -> Callable[[bytes], Value]:
+    address = ModbusAddress("holding", 0, bit=bit, length=length, byte_order=byte_order, word_order=word_order)
     if address.bit is not None or kind in (DataType.STRING, DataType.BOOL):
         return lambda block: decode_raw(block, offset, kind, address)
     unpack = struct.Struct(">" + _FORMATS[kind]).unpack_from

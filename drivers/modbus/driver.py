@@ -54,8 +54,9 @@ class ModbusDriver(Driver):
         self._transport = transport(device)
         self._backoff = Backoff(device.timing.backoff_initial, device.timing.backoff_max)
         self._last_good: dict[str, Value] = {}
-        self._decoders: dict[str, Callable[[bytes], Value]] = {}
-        """Per point: its decoder, prepared on first use (the plan, hence every offset, is fixed)."""
+        self._decoders: dict[int, tuple[Callable[[bytes], Value], ...]] = {}
+        """Per register block (by ``id``): its points' decoders in order, prepared on its first reply
+        (the plan, hence every offset, is fixed; equal decoders are shared, see ``codec.decoder``)."""
         self._unit_backoff: dict[int, Backoff] = {}
         self._unit_skipped_until: dict[int, float] = {}
 
@@ -140,33 +141,34 @@ class ModbusDriver(Driver):
         reason = _reason(error)
         logger.warning("%s", error)
         now = self.clock.now_ns()
-        return [self._bad(p.point.id, reason, now) for p in block.points]
+        return [self._bad(p.id, reason, now) for p in block.points]
 
     def _decode(self, block: Block, values: list[int] | list[bool], now: int) -> list[Reading]:
         out: list[Reading] = []
         if block.table in codec.BIT_TABLES:
-            for p in block.points:
-                bit = bool(values[p.offset])
-                self._last_good[p.point.id] = bit  # a Bad reading after a link loss carries it, as registers do
-                out.append(Reading(point=p.point.id, value=bit, ts_source=now, ts_gateway=now))
+            for point, offset in zip(block.points, block.offsets, strict=True):
+                bit = bool(values[offset])
+                self._last_good[point.id] = bit  # a Bad reading after a link loss carries it, as registers do
+                out.append(Reading(point=point.id, value=bit, ts_source=now, ts_gateway=now))
             return out
         raw_block = codec.registers_to_bytes([int(v) for v in values])
-        decoders = self._decoders
-        for p in block.points:
+        decoders = self._decoders.get(id(block))
+        if decoders is None:
+            decoders = self._decoders[id(block)] = tuple(
+                codec.decoder(p.type, p.address, offset) for p, offset in zip(block.points, block.offsets, strict=True)
+            )
+        for point, decode in zip(block.points, decoders, strict=True):
             try:
-                decode = decoders.get(p.point.id)
-                if decode is None:
-                    decode = decoders[p.point.id] = codec.decoder(p.point.type, p.address, p.offset)
-                value = to_engineering(decode(raw_block), p.point)
+                value = to_engineering(decode(raw_block), point)
             except (ValueError, OverflowError) as exc:
                 self._health.count("protocol_violation")
-                out.append(self._bad(p.point.id, f"cannot decode {p.point.type.value}: {exc}", now))
+                out.append(self._bad(point.id, f"cannot decode {point.type.value}: {exc}", now))
                 continue
             if isinstance(value, float) and math.isnan(value):
-                out.append(self._bad(p.point.id, "device sent NaN", now))
+                out.append(self._bad(point.id, "device sent NaN", now))
                 continue
-            self._last_good[p.point.id] = value
-            out.append(Reading(point=p.point.id, value=value, ts_source=now, ts_gateway=now))
+            self._last_good[point.id] = value
+            out.append(Reading(point=point.id, value=value, ts_source=now, ts_gateway=now))
         return out
 
     def _unit_silent(self, unit: int) -> None:

@@ -11,23 +11,20 @@ from drivers.modbus.config import ModbusAddress, ModbusConnection, Table
 
 
 @dataclass(frozen=True, slots=True)
-class PlannedPoint:
-    point: PointConfig
-    address: ModbusAddress
-    offset: int
-    """Position of the point's first register/bit inside its block."""
-
-
-@dataclass(frozen=True, slots=True)
 class Block:
-    """One read request: ``count`` registers/bits of ``table`` from ``start`` on unit ``unit``."""
+    """One read request: ``count`` registers/bits of ``table`` from ``start`` on unit ``unit``.
+
+    ``points[i]`` starts at register/bit ``offsets[i]`` of the block. Two flat tuples instead of an
+    object per point: 16 bytes per point instead of 72 (a site may plan 100,000 points)."""
 
     unit: int
     table: Table
     start: int
     count: int
     interval: float
-    points: tuple[PlannedPoint, ...]
+    points: tuple[PointConfig, ...]
+    offsets: tuple[int, ...]
+    """Position of each point's first register/bit inside the block."""
 
     def describe(self) -> str:
         return f"unit {self.unit} {self.table} {self.start}..{self.start + self.count - 1}"
@@ -78,5 +75,6 @@ def _block(
     interval: float,
     members: list[tuple[int, int, PointConfig, ModbusAddress]],
 ) -> Block:
-    planned = tuple(PlannedPoint(point, address, first - start) for first, _, point, address in members)
-    return Block(unit, table, start, end - start, interval, planned)
+    points = tuple(point for _, _, point, _ in members)
+    offsets = tuple(first - start for first, _, _, _ in members)
+    return Block(unit, table, start, end - start, interval, points, offsets)

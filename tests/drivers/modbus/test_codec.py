@@ -133,3 +133,17 @@ def test_a_prepared_decoder_decodes_exactly_as_decode_raw(
     expected = codec.decode_raw(block, offset, kind, a)
     got = codec.decoder(kind, a, offset)(block)
     assert got == expected or (got != got and expected != expected)  # NaN == NaN here
+
+
+def test_points_that_decode_alike_share_one_decoder() -> None:
+    a = ModbusAddress(table="holding", address=100, unit_id=2)
+    b = ModbusAddress(table="input", address=7000)
+    assert codec.decoder(DataType.FLOAT32, a, 4) is codec.decoder(DataType.FLOAT32, b, 4)
+    assert codec.decoder(DataType.FLOAT32, a, 4) is not codec.decoder(DataType.FLOAT32, a, 6)
+    swapped = ModbusAddress(table="holding", address=100, word_order="little")
+    assert codec.decoder(DataType.FLOAT32, a, 4) is not codec.decoder(DataType.FLOAT32, swapped, 4)
+    block = codec.registers_to_bytes([0, 0b1000, 0b0100])
+    bit2 = ModbusAddress(table="holding", address=9, bit=2)
+    bit3 = ModbusAddress(table="holding", address=9, bit=3)
+    assert (codec.decoder(DataType.BOOL, bit3, 1)(block), codec.decoder(DataType.BOOL, bit2, 1)(block)) == (True, False)
+    assert codec.decoder(DataType.BOOL, bit2, 2)(block) is True

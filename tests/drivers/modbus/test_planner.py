@@ -53,4 +53,5 @@ def test_overlapping_points_share_registers() -> None:
     ]
     (block,) = plan(device(502, pts))
     assert (block.start, block.count) == (0, 2)
-    assert sorted(p.offset for p in block.points) == [0, 0, 1]
+    assert sorted(block.offsets) == [0, 0, 1]
+    assert {p.id for p in block.points} == {"p/f", "p/hi", "p/s"}
