@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from avila_edge.config.expr import Expression, Sample
 from avila_edge.config.model import GatewayConfig
@@ -32,18 +34,27 @@ class UnknownAsset(GatewayError):
     """No twin has that id."""
 
 
-@dataclass
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+"""The derived values, alarms and tolerances of an asset without a type: one shared empty mapping."""
+
+
+def _nothing() -> Mapping[str, Any]:
+    return _NOTHING
+
+
+@dataclass(slots=True)
 class _Twin:
     state: TwinState
     type: AssetTypeConfig | None
     parent: str | None
-    children: list[str] = field(default_factory=list)
-    derived: dict[str, Expression] = field(default_factory=dict)
-    alarms: dict[str, Alarm] = field(default_factory=dict)
+    children: tuple[str, ...] = ()
+    derived: Mapping[str, Expression] = field(default_factory=_nothing)
+    alarms: Mapping[str, Alarm] = field(default_factory=_nothing)
     health: HealthTracker | None = None
     rul: RulEstimate | None = None
-    anomaly: dict[str, dict[str, object]] = field(default_factory=dict)
-    tolerance: dict[str, float] = field(default_factory=dict)
+    anomaly: dict[str, dict[str, object]] | None = None
+    """Each detector's latest judgement, once a detector has judged this asset."""
+    tolerance: Mapping[str, float] = field(default_factory=_nothing)
     """How near a reading must come to a desired value to confirm it, by writable point name."""
 
 
@@ -71,9 +82,12 @@ class TwinService:
                 twin.health = HealthTracker(t.maintenance) if t.maintenance else None
                 twin.tolerance = {name: w.tolerance for name, w in t.writable.items()}
             self._twins[a.id] = twin
+        children: dict[str, list[str]] = {}
         for a in config.assets:
             if a.parent in self._twins:
-                self._twins[a.parent].children.append(a.id)
+                children.setdefault(a.parent, []).append(a.id)
+        for parent, ids in children.items():
+            self._twins[parent].children = tuple(ids)
         self._units = {p.id: p.unit for d in config.devices for p in d.points if p.unit}  # most have none
         self._writable_points = {p.id for d in config.devices for p in d.points if p.writable}
         self._subscribers: set[asyncio.Queue[TwinChange]] = set()
@@ -113,7 +127,7 @@ class TwinService:
                 "rul_high": twin.rul.rul_high,
                 "samples": twin.rul.samples,
             },
-            "anomaly": {k: dict(v) for k, v in twin.anomaly.items()},
+            "anomaly": {k: dict(v) for k, v in (twin.anomaly or {}).items()},
         }  # fmt: skip
 
     def subscribe(self) -> asyncio.Queue[TwinChange]:
@@ -286,7 +300,10 @@ class TwinService:
     def set_anomaly(self, asset: str, detector: str, info: dict[str, object], *, notify: bool) -> None:
         """Show a detector's latest judgement in the twin (``snapshot()["anomaly"][detector]``);
         subscribers hear of it when ``notify`` (an anomaly started or cleared)."""
-        self._twin(asset).anomaly[detector] = info
+        twin = self._twin(asset)
+        if twin.anomaly is None:
+            twin.anomaly = {}
+        twin.anomaly[detector] = info
         if notify:
             self._notify(asset)
 

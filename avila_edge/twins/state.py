@@ -62,7 +62,7 @@ class Desired:
     """Monotonic seconds by which a matching reading must confirm the write."""
 
 
-@dataclass
+@dataclass(slots=True)
 class TwinState:
     """The state of one asset's twin."""
 
