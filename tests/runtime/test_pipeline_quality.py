@@ -138,3 +138,45 @@ async def test_the_live_table_shows_a_reading_only_once_the_journal_committed_it
     assert appending.done()
     assert (seen_while_committing.value, seen_while_committing.seq) == (10.0, 0)
     assert (pipeline.latest["pump1/flow"].value, pipeline.latest["pump1/flow"].seq) == (20.0, 1)
+
+
+async def test_a_point_keeps_one_reading_once_committed_and_two_only_while_a_commit_runs(pipeline: Pipeline) -> None:
+    await pipeline([r(10.0, 0)])
+    slot = pipeline.slots["pump1/flow"]
+    assert (slot.pending, slot.reading and slot.reading.seq) == (None, 0)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_disk(conn: object, entries: object) -> None:
+        entered.set()
+        release.wait(30)
+
+    pipeline.journal._writer_store().hooks.append(slow_disk)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            appending = tg.create_task(pipeline([r(20.0, 1)]))
+            assert await asyncio.to_thread(entered.wait, 15)
+            assert slot.pending is not None and slot.pending.value == 20.0  # the filter's memory meanwhile
+            assert pipeline.filter([r(20.2, 1.5)]) == []  # within the deadband of the reading being committed
+            (newer,) = pipeline.filter([r(30.0, 1.6)])
+            pipeline.journal._writer_store().hooks.clear()
+            release.set()
+    finally:
+        release.set()
+    assert appending.done()
+    assert slot.reading is not None and (slot.reading.value, slot.reading.seq) == (20.0, 1)
+    assert slot.pending is newer  # accepted after the commit began: still the filter's memory
+
+
+async def test_the_live_table_and_units_are_views_of_the_configured_points(pipeline: Pipeline) -> None:
+    assert len(pipeline.latest) == 0 and "pump1/flow" not in pipeline.latest
+    assert pipeline.latest.get("pump1/flow") is None
+    await pipeline([r(1.0, 0, "pump1/speed")])
+    assert list(pipeline.latest) == ["pump1/speed"] and len(pipeline.latest) == 1
+    with pytest.raises(KeyError):
+        pipeline.latest["pump1/flow"]
+    assert dict(pipeline.units) == {"pump1/flow": "", "pump1/speed": ""}
+    assert "pump9/ghost" not in pipeline.units and pipeline.units.get("pump9/ghost", "?") == "?"
+    ghost = r(5.0, 0, "pump9/ghost").with_seq(7)
+    pipeline.restore([ghost, r(3.0, 0).with_seq(8)])  # a point no longer configured is left out
+    assert pipeline.latest["pump1/flow"].seq == 8
+    assert "pump9/ghost" not in pipeline.latest
