@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 GATHER_STEP = 0.05
 """Seconds between looks at the journal while a batch gathers for up to ``batch_age``."""
+IDLE_PERSIST = 0.05
+"""Seconds without a new commit after which a lane's skipped position is written to its cursor."""
+PERSIST_OVERDUE = 5.0
+"""Seconds a lane's skipped position may stay unwritten when the uplink is never idle that long."""
 
 
 class UplinkStats(msgspec.Struct, frozen=True):
@@ -52,12 +57,23 @@ class _Lane:
     wait_for_full: bool
     end: Cursor | None = None
     """For the backfill while live data goes first: the lane stops below ``end.position``."""
+    skipped: int = 0
+    """Below this the journal holds nothing of the lane's kinds left to send: a position the lane
+    reached by finding none of its entries, kept in memory until it is written to ``cursor`` (after
+    ``IDLE_PERSIST`` without a commit, or ``PERSIST_OVERDUE``), so that the events lane does not
+    write its cursor (a transaction and an fsync on the journal's writer) before every batch of
+    readings is read and sent. Lost in a restart, it only makes the lane look at those entries again."""
+    persisted_at: float = -math.inf
+
+    @property
+    def position(self) -> int:
+        """Where the lane reads next: its cursor, or beyond it where it found nothing to send."""
+        return max(self.cursor.position, self.skipped)
 
 
-def _lag(lane: _Lane) -> int:
-    if lane.end is None:
-        return lane.cursor.lag
-    return max(0, lane.end.position - lane.cursor.position)
+def _lag(lane: _Lane, next_seq: int) -> int:
+    end = next_seq if lane.end is None else lane.end.position
+    return max(0, end - lane.position)
 
 
 class Ack(msgspec.Struct, frozen=True):
@@ -120,7 +136,7 @@ class MqttUplink:
             batches=self._batches,
             entries=self._entries,
             bytes=self._bytes,
-            lag={lane.name: _lag(lane) for lane in self._lanes},
+            lag={lane.name: _lag(lane, self.journal.next_seq) for lane in self._lanes},
             last_ack_ns=self._last_ack_ns,
             errors=self._errors,
         )
@@ -206,10 +222,13 @@ class MqttUplink:
                 if await self._send_lane(client, lane):
                     sent = True
                     break
-            if sent:
+            if sent:  # the batch has left: now write what a busy uplink skipped long ago
+                for lane in self._lanes:
+                    if self.clock.monotonic() - lane.persisted_at >= PERSIST_OVERDUE:
+                        await self._persist(lane)
                 continue
             # every lane is at the end it read; anything committed since is beyond the lowest of them
-            await self._wait_beyond(min(lane.cursor.position for lane in self._lanes) - 1)
+            await self._wait_beyond(min(lane.position for lane in self._lanes) - 1)
             if self.config.batch_age > 0:
                 await self._gather()
 
@@ -219,7 +238,7 @@ class MqttUplink:
         c = self.config
         deadline = self.clock.monotonic() + c.batch_age
         events = self._lanes[0]
-        readings_from = min(lane.cursor.position for lane in self._lanes[1:])
+        readings_from = min(lane.position for lane in self._lanes[1:])
         while (left := deadline - self.clock.monotonic()) > 0:
             check_cancelled()
             if self.journal.next_seq - readings_from >= c.batch_max:
@@ -229,15 +248,27 @@ class MqttUplink:
             await self.clock.sleep(min(GATHER_STEP, left))
 
     async def _wait_beyond(self, seq: int) -> None:
-        """``journal.wait_beyond``, checking now and then for a cancellation aiomqtt swallowed."""
+        """``journal.wait_beyond``, checking now and then for a cancellation aiomqtt swallowed; after
+        ``IDLE_PERSIST`` without a commit, the lanes' skipped positions are written to their cursors."""
+        wait = IDLE_PERSIST
         while True:
             check_cancelled()
             try:
-                async with asyncio.timeout(CHECK_EVERY):
+                async with asyncio.timeout(wait):
                     await self.journal.wait_beyond(seq)
             except TimeoutError:
+                if wait == IDLE_PERSIST:
+                    for lane in self._lanes:
+                        await self._persist(lane)
+                wait = CHECK_EVERY
                 continue
             return
+
+    async def _persist(self, lane: _Lane) -> None:
+        """Write the lane's skipped position to its cursor (nothing below it is left to send)."""
+        if lane.skipped > lane.cursor.position:
+            await lane.cursor.commit(lane.skipped)
+        lane.persisted_at = self.clock.monotonic()
 
     async def _split_if_behind(self) -> None:
         """With ``live_first``, a readings lane far behind becomes a backfill up to the journal's end
@@ -261,7 +292,7 @@ class MqttUplink:
     async def _merge(self, backfill: _Lane) -> None:
         """The backfill reached where live began: one readings lane again, from where live is."""
         live = self._lanes[1]
-        await backfill.cursor.commit(max(backfill.cursor.position, live.cursor.position))
+        await backfill.cursor.commit(max(backfill.position, live.position))
         name = self.config.name
         await self.journal.remove_cursor(f"uplink:{name}:live")
         await self.journal.remove_cursor(f"uplink:{name}:backfill-until")
@@ -272,7 +303,7 @@ class MqttUplink:
     async def _send_lane(self, client: aiomqtt.Client, lane: _Lane) -> bool:
         """Send up to ``max_in_flight`` batches of the lane; return whether anything was sent."""
         c = self.config
-        position = lane.cursor.position
+        position = lane.position
         end = self.journal.next_seq if lane.end is None else lane.end.position
         payloads: list[tuple[bytes, list[Entry]]] = []
         for _ in range(c.max_in_flight):
@@ -284,9 +315,9 @@ class MqttUplink:
             if len(entries) < c.batch_max:
                 break
         if not payloads:
-            if lane.cursor.position < end:
-                await lane.cursor.commit(end)  # nothing of this kind up to the end
+            lane.skipped = max(lane.skipped, end)  # nothing of this kind up to the end
             if lane.end is not None:
+                await self._persist(lane)
                 await self._merge(lane)
             return False
         async with asyncio.TaskGroup() as tg:
@@ -303,6 +334,7 @@ class MqttUplink:
         if c.ack is AckMode.FLEET:
             await self._wait_ack(lane.name, last)
         await lane.cursor.commit(last + 1)
+        lane.persisted_at = self.clock.monotonic()
         self._last_ack_ns = self.clock.now_ns()
         self._batches += len(payloads)
         self._entries += sum(len(es) for _, es in payloads)
