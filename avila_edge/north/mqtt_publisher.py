@@ -169,17 +169,28 @@ class MqttPublisher:
 
     async def _publish_asset(self, client: aiomqtt.Client, asset: str) -> None:
         snapshot = self.twins.snapshot(asset)
-        await self._retain(client, f"{self.prefix}/{asset}/state", msgspec.json.encode(snapshot))
+        changed: list[tuple[str, bytes]] = []
         for section in ("reported", "derived"):
             values = snapshot[section]
             for name, v in values.items() if isinstance(values, dict) else ():
                 body = {"value": v["value"], "quality": v["quality"], "reason": v["reason"], "ts": v["ts_source"],
                         "unit": v["unit"]}  # fmt: skip
-                await self._retain(client, f"{self.prefix}/{asset}/points/{name}", msgspec.json.encode(body))
+                changed.append((f"{self.prefix}/{asset}/points/{name}", msgspec.json.encode(body)))
+        changed.append((f"{self.prefix}/{asset}/state", msgspec.json.encode(snapshot)))
+        changed = [(topic, payload) for topic, payload in changed if self._sent.get(topic) != payload]
+        if not changed:
+            return
+        if len(changed) == 1:
+            await self._retain(client, *changed[0])
+            return
+        # sent one after the other in this order without waiting for each PUBACK in turn (a point's
+        # topic no longer waits for the round trips of the asset's state and of the points before it);
+        # each is still QoS 1 and counts as sent once the broker acknowledged it
+        async with asyncio.TaskGroup() as tg:
+            for topic, payload in changed:
+                tg.create_task(self._retain(client, topic, payload), name="north.mqtt.publish")
 
     async def _retain(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
-        if self._sent.get(topic) == payload:
-            return
         await client.publish(topic, payload, qos=1, retain=True)
         self._sent[topic] = payload
         self.published += 1
