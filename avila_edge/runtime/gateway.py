@@ -33,7 +33,7 @@ from avila_edge.journal import EntryKind, Journal
 from avila_edge.north.counters import Endpoint, NorthStats
 from avila_edge.runtime.bundles import BundleStore, Reload
 from avila_edge.runtime.commands import CommandHandler
-from avila_edge.runtime.pipeline import Pipeline
+from avila_edge.runtime.pipeline import Pipeline, Units, point_slots
 from avila_edge.runtime.supervisor import DriverSupervisor
 from avila_edge.sync.influx_sink import InfluxSink
 from avila_edge.sync.mqtt_uplink import MqttUplink
@@ -69,7 +69,8 @@ class Gateway:
         self.clock = clock
         self.notifier = notifier
         self.started_at = time.monotonic()
-        self.twins = TwinService(config, writer=self.write)
+        slots = point_slots(config)
+        self.twins = TwinService(config, writer=self.write, units=Units(slots))
         self.bundles = BundleStore(config.state_dir, config_path)
         self.reload: Reload | None = None
         self.reload_requested = asyncio.Event()
@@ -77,7 +78,7 @@ class Gateway:
         """The northbound endpoints running (opcua, mqtt, sparkplug), for their counters."""
         self.service_problems: dict[str, str] = {}
         """Services that failed and wait to start again: name → why."""
-        self.pipeline = Pipeline(config, journal, self.twins)
+        self.pipeline = Pipeline(config, journal, self.twins, slots=slots)
         self.point_ids: KeysView[str] = self.pipeline.slots.keys()
         """Every configured point id, in configuration order."""
         self.units: Mapping[str, str] = self.pipeline.units

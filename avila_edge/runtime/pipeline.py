@@ -53,12 +53,19 @@ class PointSlot(msgspec.Struct, gc=False):
     until then; ``None`` once it is committed (``reading`` holds it, with its seq) or failed."""
 
 
+def point_slots(config: GatewayConfig) -> dict[str, PointSlot]:
+    """A slot for every configured point, by id, in configuration order."""
+    return {p.id: PointSlot(p, d) for d in config.devices for p in d.points}
+
+
 class Pipeline:
-    def __init__(self, config: GatewayConfig, journal: Journal, twins: TwinService) -> None:
+    def __init__(
+        self, config: GatewayConfig, journal: Journal, twins: TwinService, *, slots: dict[str, PointSlot] | None = None
+    ) -> None:
         self.journal = journal
         self.twins = twins
         self.counters = PipelineCounters()
-        self.slots: dict[str, PointSlot] = {p.id: PointSlot(p, d) for d in config.devices for p in d.points}
+        self.slots: dict[str, PointSlot] = point_slots(config) if slots is None else slots
         """Every configured point by id (the one per-point table of the runtime; see ``PointSlot``)."""
         self.latest: Mapping[str, Reading] = LiveTable(self.slots)
         """The live point table: the newest committed reading of each point (``/status``, twins)."""

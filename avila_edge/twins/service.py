@@ -69,7 +69,11 @@ class TwinChange:
 class TwinService:
     """All twins of one gateway."""
 
-    def __init__(self, config: GatewayConfig, *, writer: Writer | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, writer: Writer | None = None, units: Mapping[str, str] | None = None
+    ) -> None:
+        """``units``: each point's unit, from a table the caller already keeps (the gateway's point
+        slots); without it the service builds its own from ``config``."""
         self._writer = writer
         types = {t.id: t for t in config.asset_types}
         self._twins: dict[str, _Twin] = {}
@@ -88,7 +92,9 @@ class TwinService:
                 children.setdefault(a.parent, []).append(a.id)
         for parent, ids in children.items():
             self._twins[parent].children = tuple(ids)
-        self._units = {p.id: p.unit for d in config.devices for p in d.points if p.unit}  # most have none
+        self._units: Mapping[str, str] = (
+            {p.id: p.unit for d in config.devices for p in d.points if p.unit} if units is None else units
+        )
         self._writable_points = {p.id for d in config.devices for p in d.points if p.writable}
         self._subscribers: set[asyncio.Queue[TwinChange]] = set()
         self.dropped_notifications = 0
