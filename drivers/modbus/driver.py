@@ -20,7 +20,7 @@ from avila_edge.driver import Driver, ReadingSink
 from avila_edge.driver.scaling import to_engineering
 from drivers.modbus import codec
 from drivers.modbus.config import ModbusAddress, ModbusConnection
-from drivers.modbus.planner import Block, plan
+from drivers.modbus.planner import plan
 from drivers.modbus.transport import CrcError, TcpTransport, Transport
 
 logger = logging.getLogger(__name__)
@@ -53,9 +53,11 @@ class ModbusDriver(Driver):
         self.blocks = plan(device)
         self._transport = transport(device)
         self._backoff = Backoff(device.timing.backoff_initial, device.timing.backoff_max)
-        self._last_good: dict[str, Value] = {}
+        self._last_good: dict[int, list[Value | None]] = {}
+        """Per block (by index), once it answered: each point's last good value, in the block's order
+        (a Bad reading carries it). A list per block, not a dict entry per point."""
         self._decoders: dict[int, tuple[Callable[[bytes], Value], ...]] = {}
-        """Per register block (by ``id``): its points' decoders in order, prepared on its first reply
+        """Per register block (by index): its points' decoders in order, prepared on its first reply
         (the plan, hence every offset, is fixed; equal decoders are shared, see ``codec.decoder``)."""
         self._unit_backoff: dict[int, Backoff] = {}
         self._unit_skipped_until: dict[int, float] = {}
@@ -88,7 +90,7 @@ class ModbusDriver(Driver):
                     continue
                 following = due[i] + block.interval
                 due[i] = following if following > now else now + block.interval  # missed cycles are skipped
-                batch.extend(await self._poll(block))
+                batch.extend(await self._poll(i))
                 if not self._link_up():
                     break
             self._health.last_poll_seconds = time.perf_counter() - started
@@ -113,7 +115,8 @@ class ModbusDriver(Driver):
         self._health.connected = True
         logger.info("%s: connected to %s", self.device.id, getattr(self._transport, "endpoint", "device"))
 
-    async def _poll(self, block: Block) -> list[Reading]:
+    async def _poll(self, index: int) -> list[Reading]:
+        block = self.blocks[index]
         attempts = self.device.timing.retries + 1
         error: DriverError | None = None
         for _ in range(attempts):
@@ -132,7 +135,7 @@ class ModbusDriver(Driver):
             now = self.clock.now_ns()
             self._health.success(now)
             self._unit_answered(block.unit)
-            return self._decode(block, values, now)
+            return self._decode(index, values, now)
         assert error is not None
         if isinstance(error, Timeout):
             self._transport.after_timeout()  # a late reply must not be taken for the next request's
@@ -141,33 +144,38 @@ class ModbusDriver(Driver):
         reason = _reason(error)
         logger.warning("%s", error)
         now = self.clock.now_ns()
-        return [self._bad(p.id, reason, now) for p in block.points]
+        return self._bad_block(index, reason, now)
 
-    def _decode(self, block: Block, values: list[int] | list[bool], now: int) -> list[Reading]:
+    def _decode(self, index: int, values: list[int] | list[bool], now: int) -> list[Reading]:
+        block = self.blocks[index]
         out: list[Reading] = []
+        last = self._last_good.get(index)
+        if last is None:
+            last = self._last_good[index] = [None] * len(block.points)
         if block.table in codec.BIT_TABLES:
-            for point, offset in zip(block.points, block.offsets, strict=True):
+            for k, (point, offset) in enumerate(zip(block.points, block.offsets, strict=True)):
                 bit = bool(values[offset])
-                self._last_good[point.id] = bit  # a Bad reading after a link loss carries it, as registers do
+                last[k] = bit  # a Bad reading after a link loss carries it, as registers do
                 out.append(Reading(point=point.id, value=bit, ts_source=now, ts_gateway=now))
             return out
         raw_block = codec.registers_to_bytes([int(v) for v in values])
-        decoders = self._decoders.get(id(block))
+        decoders = self._decoders.get(index)
         if decoders is None:
-            decoders = self._decoders[id(block)] = tuple(
+            decoders = self._decoders[index] = tuple(
                 codec.decoder(p.type, p.address, offset) for p, offset in zip(block.points, block.offsets, strict=True)
             )
-        for point, decode in zip(block.points, decoders, strict=True):
+        for k, (point, decode) in enumerate(zip(block.points, decoders, strict=True)):
             try:
                 value = to_engineering(decode(raw_block), point)
             except (ValueError, OverflowError) as exc:
                 self._health.count("protocol_violation")
-                out.append(self._bad(point.id, f"cannot decode {point.type.value}: {exc}", now))
+                out.append(bad(point.id, f"cannot decode {point.type.value}: {exc}", ts_source=now, ts_gateway=now,
+                               value=last[k]))  # fmt: skip
                 continue
             if isinstance(value, float) and math.isnan(value):
-                out.append(self._bad(point.id, "device sent NaN", now))
+                out.append(bad(point.id, "device sent NaN", ts_source=now, ts_gateway=now, value=last[k]))
                 continue
-            self._last_good[point.id] = value
+            last[k] = value
             out.append(Reading(point=point.id, value=value, ts_source=now, ts_gateway=now))
         return out
 
@@ -189,12 +197,15 @@ class ModbusDriver(Driver):
         """True while a silent unit is being skipped on its bus."""
         return self._unit_skipped_until.get(unit, 0.0) > self.clock.monotonic()
 
-    def _bad(self, point: str, reason: str, now: int) -> Reading:
-        return bad(point, reason, ts_source=now, ts_gateway=now, value=self._last_good.get(point))
+    def _bad_block(self, index: int, reason: str, now: int) -> list[Reading]:
+        """Every point of block ``index`` Bad with ``reason``, each with its last good value."""
+        points = self.blocks[index].points
+        last = self._last_good.get(index) or [None] * len(points)
+        return [bad(p.id, reason, ts_source=now, ts_gateway=now, value=v) for p, v in zip(points, last, strict=True)]
 
     def _bad_all(self, reason: str) -> list[Reading]:
         now = self.clock.now_ns()
-        return [self._bad(p.id, reason, now) for p in self.device.points]
+        return [r for i in range(len(self.blocks)) for r in self._bad_block(i, reason, now)]
 
     async def write(self, point_id: str, value: Value) -> None:
         point = self.writable_point(point_id)
