@@ -1,9 +1,11 @@
 """Ships the journal to a cloud MQTT broker. Each lane is a journal cursor that moves only after the
-remote side confirmed the batch (broker PUBACK at QoS 1, or the fleet receiver's ack).
+remote side confirmed the batch (broker PUBACK at QoS 1, or the fleet receiver's ack); a lane that
+has caught up writes its confirmed position when the uplink is idle for a moment, at least every
+``PERSIST_OVERDUE`` (see ``_Lane.skipped``).
 
 Two lanes share one connection: events (alarms, checkpoints, gaps, write outcomes) always go before
 bulk telemetry, so an alarm is not stuck behind hours of backlog. After any crash or disconnect a
-lane resumes from its last confirmed seq; the fleet dedupes on (gateway, seq), so delivery is
+lane resumes from its last written confirmed seq; the fleet dedupes on (gateway, seq), so delivery is
 at-least-once on the wire and exactly-once in effect.
 """
 
@@ -33,9 +35,9 @@ logger = logging.getLogger(__name__)
 GATHER_STEP = 0.05
 """Seconds between looks at the journal while a batch gathers for up to ``batch_age``."""
 IDLE_PERSIST = 0.05
-"""Seconds without a new commit after which a lane's skipped position is written to its cursor."""
-PERSIST_OVERDUE = 5.0
-"""Seconds a lane's skipped position may stay unwritten when the uplink is never idle that long."""
+"""Seconds without a new commit after which a lane's position is written to its cursor."""
+PERSIST_OVERDUE = 1.0
+"""Seconds a lane's position may stay unwritten when the uplink is never idle that long."""
 
 
 class UplinkStats(msgspec.Struct, frozen=True):
@@ -58,11 +60,14 @@ class _Lane:
     end: Cursor | None = None
     """For the backfill while live data goes first: the lane stops below ``end.position``."""
     skipped: int = 0
-    """Below this the journal holds nothing of the lane's kinds left to send: a position the lane
-    reached by finding none of its entries, kept in memory until it is written to ``cursor`` (after
-    ``IDLE_PERSIST`` without a commit, or ``PERSIST_OVERDUE``), so that the events lane does not
-    write its cursor (a transaction and an fsync on the journal's writer) before every batch of
-    readings is read and sent. Lost in a restart, it only makes the lane look at those entries again."""
+    """Below this the journal holds nothing of the lane's kinds left to send (the lane found none of
+    its entries there, or the remote side confirmed them): kept in memory until it is written to
+    ``cursor``, after ``IDLE_PERSIST`` without a commit or once ``PERSIST_OVERDUE`` old, so that no
+    cursor write (a transaction and an fsync on the journal's single writer thread) sits between a
+    commit and the publish of its readings, or in front of the next commit on that thread. A lane
+    draining a backlog writes its cursor after each confirmed full batch as before. What a crash
+    loses is at most ``PERSIST_OVERDUE`` of confirmed live batches, sent again (the fleet dedupes on
+    seq), and skipped positions, looked at again."""
     persisted_at: float = -math.inf
 
     @property
@@ -265,7 +270,7 @@ class MqttUplink:
             return
 
     async def _persist(self, lane: _Lane) -> None:
-        """Write the lane's skipped position to its cursor (nothing below it is left to send)."""
+        """Write the lane's in-memory position to its cursor (nothing below it is left to send)."""
         if lane.skipped > lane.cursor.position:
             await lane.cursor.commit(lane.skipped)
         lane.persisted_at = self.clock.monotonic()
@@ -333,8 +338,11 @@ class MqttUplink:
         last = payloads[-1][1][-1].seq
         if c.ack is AckMode.FLEET:
             await self._wait_ack(lane.name, last)
-        await lane.cursor.commit(last + 1)
-        lane.persisted_at = self.clock.monotonic()
+        if lane.end is not None or len(payloads[-1][1]) == c.batch_max:
+            await lane.cursor.commit(last + 1)  # a backlog: more follows at once, the write costs it nothing
+            lane.persisted_at = self.clock.monotonic()
+        else:  # caught up: written at the next idle moment, not before the next reading's commit
+            lane.skipped = last + 1
         self._last_ack_ns = self.clock.now_ns()
         self._batches += len(payloads)
         self._entries += sum(len(es) for _, es in payloads)
