@@ -1,4 +1,5 @@
-"""Journal: batched appends per second versus raw sqlite3 executemany of the same rows, bytes per reading."""
+"""Journal: batched appends per second versus raw sqlite3 executemany of the same rows, bytes per reading;
+a cursor's read at the tail (served from the tail cache) versus the same read on the reader thread."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from avila_edge.config.model import JournalConfig
 from avila_edge.core import Reading, SystemClock
-from avila_edge.journal import Journal, encode_reading
+from avila_edge.journal import EntryKind, Journal, encode_reading
 from bench._table import Row
 
 BATCH = 1000
@@ -43,6 +44,31 @@ def _raw(path: Path, seconds: float) -> float:
     return n / elapsed
 
 
+async def _tail_reads(journal: Journal, seconds: float) -> tuple[float, float, float, float]:
+    """A cursor at the tail reading each commit's readings: µs CPU per entry and µs wall per read,
+    through ``Journal.read`` (the tail cache) and on the reader thread (SQLite), alternately."""
+    reader = journal._reader
+    assert reader is not None
+    kinds = (EntryKind.READING,)
+    cpu, wall, n = [0.0, 0.0], [0.0, 0.0], 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        position = journal.next_seq
+        await journal.append(_readings(position))
+        await journal._run_writer(lambda: None)  # the writer idle (an index batch may follow a commit)
+        for i in (0, 1):
+            c, w = time.process_time(), time.perf_counter()
+            if i == 0:
+                entries = await journal.read(position, BATCH, kinds=kinds)
+            else:
+                entries = await journal._run_reader(reader.read, position, BATCH, kinds)
+            cpu[i] += time.process_time() - c
+            wall[i] += time.perf_counter() - w
+            assert len(entries) == BATCH
+        n += 1
+    return cpu[0] / n / BATCH * 1e6, cpu[1] / n / BATCH * 1e6, wall[0] / n * 1e6, wall[1] / n * 1e6
+
+
 async def run(seconds: float) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         raw = _raw(Path(tmp) / "raw.sqlite3", seconds)
@@ -53,8 +79,13 @@ async def run(seconds: float) -> list[Row]:
                 n += BATCH
             elapsed = time.perf_counter() - started
             stats = journal.stats()
+            cached_cpu, sqlite_cpu, cached_wall, sqlite_wall = await _tail_reads(journal, seconds)
     return [
         Row("journal", f"appends, {BATCH} readings per append", n / elapsed, "readings/s", raw,
             "sqlite3 executemany, same rows"),
         Row("journal", "bytes per reading on disk", stats.bytes / max(stats.entries, 1), "B"),
+        Row("journal", f"read at the tail, {BATCH} per read, per entry", cached_cpu, "µs CPU", sqlite_cpu,
+            "the same read on the reader thread"),
+        Row("journal", f"read at the tail, {BATCH} per read, latency", cached_wall, "µs", sqlite_wall,
+            "the same read on the reader thread"),
     ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -22,6 +23,11 @@ from avila_edge.journal._store import Batch, CommitHook, Counters, ReaderStore, 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+TAIL_ENTRIES = 4096
+TAIL_BYTES = 1 << 20
+"""Bounds of the tail cache: the most recently committed entries, at most this many and this many body
+bytes (about 1.4 MB resident at most), so that cursors at the tail read without a SQLite round trip."""
 
 RETENTION_INTERVAL = 5.0
 """Seconds between retention passes (a pass also runs as soon as a commit crosses the byte cap)."""
@@ -114,6 +120,14 @@ class Journal:
         self._started = False
         self._retention_due = asyncio.Event()
         self._index_failed = False
+        self._tail: list[Entry] = []
+        """The tail cache: committed entries with the dense seqs ``[_tail_start, _tail_start + len)``,
+        exactly the stored entries of that range as of the last commit the loop has seen."""
+        self._tail_events: list[int] = []
+        """The seqs of the events in the tail cache, ascending."""
+        self._tail_start = 0
+        self._tail_bytes = 0
+        self._tail_removals = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -146,6 +160,8 @@ class Journal:
             max_bytes=self.config.max_bytes,
         )
         self._counters = self._writer.refresh_counters()
+        self._tail_start = self._counters.next_seq
+        self._tail_removals = self._writer.removals
         self._reader = await self._run_reader(ReaderStore, self.path)
         positions = await self._run_writer(self._writer.cursors)
         for name, pos in positions.items():
@@ -254,7 +270,7 @@ class Journal:
         self._committing = group
         batches = [p.batch for p in group]
         try:
-            entries: list[Entry] = await self._run_writer(self._writer_store().write, batches)
+            entries, removals = await self._run_writer(self._writer_store().commit, batches)
         except Exception as exc:
             self._committing = []
             count = sum(len(b) for b in batches)
@@ -270,6 +286,7 @@ class Journal:
         self._appended += len(entries)
         self._counters.next_seq = entries[-1].seq + 1
         self._counters.entries += len(entries)
+        self._cache(entries, removals)
         offset = 0
         for p in group:
             n = len(p.batch)
@@ -279,6 +296,65 @@ class Journal:
         self._signal_commit()
         if self._commits % 64 == 0:
             self._retention_due.set()
+
+    def _cache(self, entries: list[Entry], removals: int) -> None:
+        """Keep a commit's entries (after it returned: nothing uncommitted is ever cached). The cache
+        starts afresh when entries were removed since it was filled, or when something it has not
+        seen was committed before them (a retention pass's gap event)."""
+        tail = self._tail
+        if removals != self._tail_removals or entries[0].seq != self._tail_start + len(tail):
+            self._reset_tail(entries[0].seq, removals)
+        tail += entries
+        size, events, event = self._tail_bytes, self._tail_events, EntryKind.EVENT
+        for e in entries:
+            size += len(e.body)
+            if e.kind is event:
+                events.append(e.seq)
+        drop = max(0, len(tail) - TAIL_ENTRIES)
+        for i in range(drop):
+            size -= len(tail[i].body)
+        while size > TAIL_BYTES and drop < len(tail):
+            size -= len(tail[drop].body)
+            drop += 1
+        if drop:
+            del tail[:drop]
+            self._tail_start += drop
+            del events[: bisect.bisect_left(events, self._tail_start)]
+        self._tail_bytes = size
+
+    def _reset_tail(self, start: int, removals: int) -> None:
+        self._tail.clear()
+        self._tail_events.clear()
+        self._tail_start, self._tail_bytes, self._tail_removals = start, 0, removals
+
+    def _cached(self, start: int, limit: int, kinds: Collection[EntryKind] | None) -> list[Entry] | None:
+        """What ``ReaderStore.read`` would return, from the tail cache, or None when the cache does not
+        hold every stored entry from ``start`` to the last commit."""
+        tail, first = self._tail, self._tail_start
+        if start < first or first + len(tail) != self._counters.next_seq:
+            return None
+        i = start - first
+        if limit < 0:  # SQLite: no limit
+            limit = len(tail)
+        if kinds is None or len(kinds) == len(EntryKind):  # as ReaderStore.read decides it
+            return tail[i : i + limit]
+        wanted = {int(k) for k in kinds}
+        if len(wanted) == len(EntryKind):
+            return tail[i : i + limit]
+        if not wanted or limit == 0:
+            return []
+        events = self._tail_events
+        j = bisect.bisect_left(events, start)
+        if EntryKind.EVENT in wanted:  # events only: found through their seqs
+            return [tail[seq - first] for seq in events[j : j + limit]]
+        out: list[Entry] = []  # readings only: the runs between events, sliced
+        for seq in events[j:]:
+            out += tail[i : min(seq - first, i + limit - len(out))]
+            if len(out) >= limit:
+                return out
+            i = seq - first + 1
+        out += tail[i : i + limit - len(out)]
+        return out
 
     def _signal_commit(self) -> None:
         signal, self._committed = self._committed, asyncio.Event()
@@ -324,6 +400,9 @@ class Journal:
         except Exception as exc:  # a failed pass changes nothing; the next one tries again
             logger.error("journal retention failed: %s", exc)  # noqa: TRY400
             return
+        finally:
+            if writer.removals != self._tail_removals:  # what the cache holds may be gone
+                self._reset_tail(-1, writer.removals)  # empty until the next commit
         self._full = self._counters.bytes > self.config.max_bytes * 1.05
         if self._full:
             logger.error("journal is full (%d bytes) and holds nothing it may drop", self._counters.bytes)
@@ -341,10 +420,15 @@ class Journal:
         return self._counters.first_seq
 
     async def read(self, start: int, limit: int = 1000, *, kinds: Collection[EntryKind] | None = None) -> list[Entry]:
-        """Stored entries with ``seq >= start``, ascending, at most ``limit``."""
+        """Stored entries with ``seq >= start``, ascending, at most ``limit``. A cursor at the tail is
+        served from the tail cache (the same entries, without a reader-thread round trip)."""
         reader = self._reader
         if reader is None:
             raise JournalError("journal is not open")
+        cached = self._cached(start, limit, kinds)
+        if cached is not None:
+            await asyncio.sleep(0)  # still a point where other tasks run, as the reader thread's hop was
+            return cached
         entries: list[Entry] = await self._run_reader(reader.read, start, limit, kinds)
         return entries
 

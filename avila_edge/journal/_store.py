@@ -134,6 +134,9 @@ class WriterStore:
         self._points: dict[str, int] = {name: pid for pid, name in self.conn.execute("SELECT id, name FROM point")}
         self._new_points: list[str] = []  # inserted by the open transaction: forgotten if it rolls back
         self.counters = Counters()
+        self.removals = 0
+        """Transactions that removed entries (counted when they start removing, even if they then roll
+        back): a change tells the journal's tail cache that what it holds may be gone."""
         meta = dict(self.conn.execute("SELECT key, value FROM meta"))
         self.counters.next_seq = int(meta["next_seq"])
         self.counters.retired = int(meta["retired"])
@@ -247,6 +250,10 @@ class WriterStore:
         self.counters.next_seq += len(entries)
         self.counters.entries += len(entries)
         return entries
+
+    def commit(self, batches: Sequence[Batch]) -> tuple[list[Entry], int]:
+        """``write``, and the count of removals at that commit (see ``removals``)."""
+        return self.write(batches), self.removals
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:
@@ -444,6 +451,7 @@ class WriterStore:
         return int(count), entries
 
     def _removed(self, lowest: int, highest: int) -> None:
+        self.removals += 1
         self._unindex(lowest, highest)
         for hook in self.removal_hooks:
             hook(self.conn, lowest, highest)

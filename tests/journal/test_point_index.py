@@ -394,8 +394,8 @@ async def test_a_journal_with_the_old_schema_is_migrated_and_answers_as_before(t
         more = await j.append(batch(rng, POINTS, 50, t1, n))
         assert [r.seq for r in more] == list(range(n, n + 50))
         await compare(j, queries)
-    async with Journal.open(path, JournalConfig(), clock=ManualClock()) as j:  # a second open changes nothing
-        assert check_index(path) == n
+    async with Journal.open(path, JournalConfig(), clock=ManualClock()) as j:  # a second open migrates nothing
+        assert check_index(path) == j._writer_store().indexed_seq >= n  # (a retention pass may have indexed more)
         await compare(j, queries)
 
 
