@@ -326,7 +326,9 @@ async def test_a_corpus_of_malformed_replies_is_counted_bad_and_never_passes_as_
     # every malformed reply costs one poll: both points Bad with a reason (the last value kept, if any)
     assert len(bad) >= 2 * len(corpus), (len(bad), health.errors)
     assert all(r.reason and r.value in (None, 0x1234) for r in bad), {(r.reason, r.value) for r in bad}
-    assert sum(health.errors.values()) == len(corpus), health.errors
+    # one error per malformed reply; on a loaded machine a good reply may also miss the 50 ms timeout
+    extra = sum(health.errors.values()) - len(corpus)
+    assert 0 <= extra <= health.errors.get("timeout", 0), health.errors
     assert set(health.errors) <= {"timeout", "crc_error", "protocol_violation", "device_rejected"}, health.errors
     assert health.errors.get("crc_error", 0) >= 1 and health.errors.get("device_rejected", 0) >= 1, health.errors
     assert health.connected is True
