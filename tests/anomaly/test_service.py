@@ -4,7 +4,9 @@ twin; batching across assets, bounded queue, a slow model off the event loop, mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
@@ -52,8 +54,12 @@ def readings(plants: dict[str, PumpPlant], t: float) -> list[Reading]:
     ]
 
 
-async def test_a_blocked_inlet_is_journaled_shown_in_the_twin_and_cleared(tmp_path: Path) -> None:
-    cfg = config(BASELINE, tmp_path)
+@contextlib.asynccontextmanager
+async def plant_run(
+    cfg: GatewayConfig, tmp_path: Path, seconds: int, faults: Callable[[PumpPlant, int], None] | None = None
+) -> AsyncIterator[tuple[Journal, AnomalyService, TwinService]]:
+    """One pump of the plant run second by second through the real pipeline (journal, twins) into a
+    running anomaly service; the journal is flushed and still open inside the block."""
     async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as journal:
         twins = TwinService(cfg)
         pipeline = Pipeline(cfg, journal, twins)
@@ -62,11 +68,9 @@ async def test_a_blocked_inlet_is_journaled_shown_in_the_twin_and_cleared(tmp_pa
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(service.run(), name="anomaly")
             await asyncio.sleep(0)
-            for second in range(1, 401):
-                if second == 250:
-                    pump.block_inlet(0.3)
-                if second == 330:
-                    pump.clear_faults()
+            for second in range(1, seconds + 1):
+                if faults is not None:
+                    faults(pump, second)
                 pump.step(1.0)
                 await pipeline(readings({"pump1": pump}, second))
                 await asyncio.sleep(0)
@@ -74,6 +78,17 @@ async def test_a_blocked_inlet_is_journaled_shown_in_the_twin_and_cleared(tmp_pa
                 await asyncio.sleep(0)
             task.cancel()
         await journal.flush()
+        yield journal, service, twins
+
+
+async def test_a_blocked_inlet_is_journaled_shown_in_the_twin_and_cleared(tmp_path: Path) -> None:
+    def faults(pump: PumpPlant, second: int) -> None:
+        if second == 250:
+            pump.block_inlet(0.3)
+        if second == 330:
+            pump.clear_faults()
+
+    async with plant_run(config(BASELINE, tmp_path), tmp_path, 400, faults) as (journal, service, twins):
         entries = await journal.read(0, 10_000, kinds=[EntryKind.EVENT])
     events = [e.event() for e in entries if e.point is None]
     anomalies = [e for e in events if e.kind == "anomaly"]
@@ -294,22 +309,7 @@ async def test_a_point_held_back_by_its_deadband_is_carried_by_the_heartbeat_and
     text = text.replace(flow, flow.replace("type: float32}", "type: float32, deadband: 1000000}"))
     cfg = parse_config(text, filename="site.yaml")
     assert next(p for p in cfg.devices[0].points if p.id == "pump1/flow").deadband == 1000000
-    async with Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as journal:
-        twins = TwinService(cfg)
-        pipeline = Pipeline(cfg, journal, twins)
-        service = AnomalyService(cfg, twins, pipeline.record, clock=SystemClock())
-        pump = PumpPlant(seed=3)
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(service.run(), name="anomaly")
-            await asyncio.sleep(0)
-            for second in range(1, 601):
-                pump.step(1.0)
-                await pipeline(readings({"pump1": pump}, second))
-                await asyncio.sleep(0)
-            for _ in range(20):
-                await asyncio.sleep(0)
-            task.cancel()
-        await journal.flush()
+    async with plant_run(cfg, tmp_path, 600) as (journal, service, _):
         flows = [r for r in await journal.history("pump1/flow", 0, 2**62) if r.point == "pump1/flow"]
     assert 10 <= len(flows) <= 12, "flow journaled once a heartbeat (60 s), not every second"
     assert service.incomplete == 0, "no window lost its flow feature"

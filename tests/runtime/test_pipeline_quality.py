@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -117,8 +118,9 @@ async def test_a_filtered_reading_leaves_the_live_table_at_the_last_accepted_val
     assert pipeline.latest["pump1/flow"].seq == 0
 
 
-async def test_the_live_table_shows_a_reading_only_once_the_journal_committed_it(pipeline: Pipeline) -> None:
-    await pipeline([r(10.0, 0)])
+@contextlib.asynccontextmanager
+async def committing_slowly(pipeline: Pipeline, batch: list[Reading]) -> AsyncIterator[None]:
+    """Inside the block, ``pipeline(batch)`` is in the middle of its journal commit; it completes on exit."""
     entered, release = threading.Event(), threading.Event()
 
     def slow_disk(conn: object, entries: object) -> None:
@@ -128,14 +130,20 @@ async def test_the_live_table_shows_a_reading_only_once_the_journal_committed_it
     pipeline.journal._writer_store().hooks.append(slow_disk)
     try:
         async with asyncio.TaskGroup() as tg:
-            appending = tg.create_task(pipeline([r(20.0, 1)]))
+            appending = tg.create_task(pipeline(batch))
             assert await asyncio.to_thread(entered.wait, 15)
-            seen_while_committing = pipeline.latest["pump1/flow"]
+            yield
             pipeline.journal._writer_store().hooks.clear()
             release.set()
     finally:
         release.set()
     assert appending.done()
+
+
+async def test_the_live_table_shows_a_reading_only_once_the_journal_committed_it(pipeline: Pipeline) -> None:
+    await pipeline([r(10.0, 0)])
+    async with committing_slowly(pipeline, [r(20.0, 1)]):
+        seen_while_committing = pipeline.latest["pump1/flow"]
     assert (seen_while_committing.value, seen_while_committing.seq) == (10.0, 0)
     assert (pipeline.latest["pump1/flow"].value, pipeline.latest["pump1/flow"].seq) == (20.0, 1)
 
@@ -144,25 +152,10 @@ async def test_a_point_keeps_one_reading_once_committed_and_two_only_while_a_com
     await pipeline([r(10.0, 0)])
     slot = pipeline.slots["pump1/flow"]
     assert (slot.pending, slot.reading and slot.reading.seq) == (None, 0)
-    entered, release = threading.Event(), threading.Event()
-
-    def slow_disk(conn: object, entries: object) -> None:
-        entered.set()
-        release.wait(30)
-
-    pipeline.journal._writer_store().hooks.append(slow_disk)
-    try:
-        async with asyncio.TaskGroup() as tg:
-            appending = tg.create_task(pipeline([r(20.0, 1)]))
-            assert await asyncio.to_thread(entered.wait, 15)
-            assert slot.pending is not None and slot.pending.value == 20.0  # the filter's memory meanwhile
-            assert pipeline.filter([r(20.2, 1.5)]) == []  # within the deadband of the reading being committed
-            (newer,) = pipeline.filter([r(30.0, 1.6)])
-            pipeline.journal._writer_store().hooks.clear()
-            release.set()
-    finally:
-        release.set()
-    assert appending.done()
+    async with committing_slowly(pipeline, [r(20.0, 1)]):
+        assert slot.pending is not None and slot.pending.value == 20.0  # the filter's memory meanwhile
+        assert pipeline.filter([r(20.2, 1.5)]) == []  # within the deadband of the reading being committed
+        (newer,) = pipeline.filter([r(30.0, 1.6)])
     assert slot.reading is not None and (slot.reading.value, slot.reading.seq) == (20.0, 1)
     assert slot.pending is newer  # accepted after the commit began: still the filter's memory
 
