@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import pickle
+import subprocess
 import sys
 from importlib import metadata
 from types import ModuleType
@@ -17,7 +19,7 @@ import pytest
 from avila_edge.anomaly.manifest import OutputKind, read_manifest
 from avila_edge.anomaly.onnx_model import OnnxModel
 from avila_edge.anomaly.registry import SHIPPED
-from avila_edge.anomaly.train import Fitted, autoencoder, isolation_forest
+from avila_edge.anomaly.train import Fitted
 from hil.plant import PumpPlant
 
 from .conftest import ROOT, plant
@@ -40,6 +42,20 @@ def _build_script() -> ModuleType:
         sys.path.remove(str(ROOT / "tools"))
 
 
+# the fits as the build script runs them, in a process of their own under its environment (SAME_BITS):
+# this one's BLAS kernels were chosen for this CPU when numpy was imported
+FIT = """
+import pickle, sys
+sys.path.insert(0, sys.argv[1])
+import build_anomaly_model as script
+from avila_edge.anomaly.train import autoencoder, isolation_forest
+rows = script.training_rows(48.0)
+fitted = {"pump-ae": autoencoder(rows, seed=script.SEED), "pump-iforest": isolation_forest(rows, seed=script.SEED)}
+with open(sys.argv[2], "wb") as out:
+    pickle.dump(fitted, out)
+"""
+
+
 def _tools_against_pins() -> str:
     """What differs between the installed build tools and scripts/build-tools.txt, for a failed rebuild."""
     pins = dict(
@@ -47,18 +63,20 @@ def _tools_against_pins() -> str:
         if line and not line.startswith("#")
     )  # fmt: skip
     off = [f"{p} {metadata.version(p)} (pinned {v})" for p, v in pins.items() if metadata.version(p) != v]
-    return f"installed build tools differ from scripts/build-tools.txt: {', '.join(off)}" if off else "same tools"
+    if off:
+        return f"installed build tools differ from scripts/build-tools.txt: {', '.join(off)}"
+    return "same tools: did the fit's environment (SAME_BITS in tools/build_anomaly_model.py) change?"
 
 
 @pytest.fixture(scope="module")
-def rebuilt() -> dict[str, Fitted]:
+def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fitted]:
     """The shipped models' estimators, fitted again as the build script fits them."""
-    script = _build_script()
-    rows = script.training_rows(48.0)
-    return {
-        "pump-ae": autoencoder(rows, seed=script.SEED),
-        "pump-iforest": isolation_forest(rows, seed=script.SEED),
-    }
+    out = tmp_path_factory.mktemp("rebuilt") / "fitted.pickle"
+    env = _build_script().same_bits_env()
+    subprocess.run([sys.executable, "-c", FIT, str(ROOT / "tools"), str(out)], env=env, check=True, timeout=300)
+    with out.open("rb") as f:
+        fitted: dict[str, Fitted] = pickle.load(f)  # written just now by the fit above
+    return fitted
 
 
 @pytest.fixture(scope="module")
