@@ -230,10 +230,12 @@ class Journal:
         return await asyncio.shield(future)
 
     async def flush(self) -> None:
-        """Wait until everything appended so far is committed."""
-        futures = [p.future for p in (*self._committing, *self._pending)]
-        if futures:
-            await asyncio.wait(futures)
+        """Wait until everything appended so far is committed. Commits end in order, so waiting for the
+        newest append is enough; holding every pending future would keep every pending commit's entries
+        alive until the last one ends."""
+        newest = self._pending[-1] if self._pending else self._committing[-1] if self._committing else None
+        if newest is not None:
+            await asyncio.wait([newest.future])
 
     async def _drain(self) -> None:
         while self._pending:
