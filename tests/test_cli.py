@@ -45,3 +45,16 @@ def test_run_with_an_invalid_config_exits_1_naming_the_line(tmp_path: Path) -> N
     result = cli("run", "--config", str(bad))
     assert result.returncode == 1
     assert f"{bad}:2: http.port" in result.stderr
+
+
+def test_a_site_without_anomaly_detection_never_loads_numpy_or_onnxruntime() -> None:
+    """What a gateway that reads and forwards carries in memory: the CLI (with every command group
+    registered), the gateway, the Modbus driver and the uplink, but no numpy (about 15 MiB resident)
+    and no onnxruntime until a site configures anomaly detection."""
+    code = (
+        "import sys, avila_edge.cli, avila_edge.runtime.gateway, drivers.modbus.driver, avila_edge.sync.mqtt_uplink\n"
+        "avila_edge.cli._command_groups()\n"
+        "print(sorted(m for m in ('numpy', 'onnxruntime', 'asyncua') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
