@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+ACKS_IN_FLIGHT = 64
+"""Acks published and not yet confirmed by the broker before the receiver waits for one."""
 
 
 class ReceiverStats(msgspec.Struct, frozen=True):
@@ -44,6 +46,7 @@ class FleetReceiver:
         self._token = token
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-store")
         self._store: DedupeStore | None = None
+        self._acking: set[asyncio.Task[None]] = set()
         self._batches = self._entries = self._duplicates = self._malformed = self._tsdb_errors = 0
         self.connected = False
 
@@ -111,6 +114,8 @@ class FleetReceiver:
                 if failed:
                     await self.clock.sleep(backoff.next_delay())
         finally:
+            for task in self._acking:
+                task.cancel()
             if writer is not None:
                 await writer[0].close()
 
@@ -178,7 +183,22 @@ class FleetReceiver:
         if self.config.ack:
             lane = batch.lane or ("events" if all(k == EntryKind.EVENT for _, k, _ in batch.entries) else "readings")
             ack = msgspec.json.encode({"lane": lane, "last": batch.last})
-            await client.publish(f"{self.config.topic_prefix}/{batch.gateway}/ack", ack, qos=1)
+            await self._send_ack(client, f"{self.config.topic_prefix}/{batch.gateway}/ack", ack)
+
+    async def _send_ack(self, client: aiomqtt.Client, topic: str, ack: bytes) -> None:
+        """Publish an ack without waiting for the broker's PUBACK, so the next batch is handled
+        meanwhile: the batch is stored already, and a lost ack only means the gateway sends it again
+        (deduped). The gateway keeps the highest ``last`` per lane, so acks may overtake each other."""
+        while len(self._acking) >= ACKS_IN_FLIGHT:
+            await asyncio.wait(self._acking, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(client.publish(topic, ack, qos=1), name="fleet.ack")
+        self._acking.add(task)
+        task.add_done_callback(self._acked)
+
+    def _acked(self, task: asyncio.Task[None]) -> None:
+        self._acking.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.info("fleet receiver: an ack was not confirmed by the broker (%s); the batch will come again", exc)
 
     async def _write_tsdb(self, writer: tuple[Any, Any], batch: Batch, new: set[int]) -> bool:
         from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
