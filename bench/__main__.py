@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ AREAS: dict[str, Bench] = {
     "peers": peers.run,
 }
 OPT_IN = {"peers"}  # slow (installs and runs a peer gateway): only with --only peers
+QUIET = ("avila_edge.anomaly", "avila_edge.web.auth")
+"""Loggers whose warnings the benches cause on purpose: the anomalies the anomaly bench provokes, and
+the console's setup-token notice of every gateway a bench starts (a fresh state folder each time)."""
 
 
 async def _main(names: list[str], seconds: float) -> list[Row]:
@@ -41,6 +45,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, help="time per measurement in seconds (overrides --quick)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "latest.json")
     args = parser.parse_args()
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.ERROR)
     seconds = args.seconds if args.seconds is not None else 0.5 if args.quick else 3.0
     rows = asyncio.run(_main(args.only or [a for a in AREAS if a not in OPT_IN], seconds))
     print(render(rows))
