@@ -13,7 +13,11 @@ interpreter (``python -c``) reading its own status. Memory per point is the slop
 connection) fill by about 10,000 points and are not a per-point cost. (A site file is capped at 200,000 YAML values,
 about 40,000 points written this way; the YAML child raises the cap.)
 
-``python -m bench.memory drivers|points N|yaml N`` is the child.
+The ``all`` child runs a pump site with one device per driver, the shipped autoencoder, the audit
+log, an uplink and both northbound servers (``all_drivers_yaml``): the resident memory of a gateway
+with everything loaded.
+
+``python -m bench.memory drivers|all|all-but-model|points N|yaml N`` is the child.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
     from avila_edge.config.model import GatewayConfig
 
 SETTLE = 0.5
+ALL_SETTLE = 2.0
+"""Seconds the every-driver gateway runs after its OPC UA server is up (the model loads, drivers retry)."""
 DEVICE_POINTS = 10_000
 POINTS_PER_ASSET = 10
 DRIVER_MODULES = ("drivers.modbus.driver", "drivers.opcua.driver", "drivers.mqtt.driver", "drivers.coap.driver",
@@ -62,6 +68,58 @@ def site_yaml(points: int, state_dir: Path, port: int) -> str:
             a, p = divmod(i, POINTS_PER_ASSET)
             lines.append(f"      - {{id: a{a}/p{p}, address: {{table: holding, address: {(i - first) * 2}}}}}")
     return "\n".join(lines) + "\n"
+
+
+def all_drivers_yaml(state_dir: Path, port: int, opcua_port: int, *, model: bool = True) -> str:
+    """A pump site that loads everything: one device per driver (Modbus, OPC UA, MQTT, CoAP, serial)
+    feeding one pump twin, the shipped autoencoder scoring it, the audit log, a cloud uplink and both
+    northbound servers (OPC UA with its secure endpoints, the MQTT publisher). Nothing listens at
+    ``port`` and the serial port does not exist: every driver is created, fails to connect and retries.
+    Without ``model`` the site has no anomaly section (no numpy, no onnxruntime)."""
+    anomaly = "anomaly:\n  detectors:\n    - {id: health, asset: pump1, detector: onnx, model: pump-ae}\n"
+    return f"""\
+site: {{id: bench-all}}
+state_dir: {state_dir}
+http: {{port: 0}}
+assets: [{{id: pump1, type: centrifugal-pump}}]
+devices:
+  - id: plc
+    driver: modbus
+    connection: {{host: 127.0.0.1, port: {port}}}
+    timing: {{poll_interval: 1s, backoff_initial: 10s}}
+    points:
+      - {{id: pump1/speed_setpoint, address: {{table: holding, address: 0}}, type: float32}}
+      - {{id: pump1/flow, address: {{table: holding, address: 2}}, type: float32}}
+  - id: opc
+    driver: opcua
+    connection: {{endpoint: "opc.tcp://127.0.0.1:{port}/plant"}}
+    timing: {{backoff_initial: 10s}}
+    points:
+      - {{id: pump1/pressure, address: {{node: "ns=2;s=pump1.pressure"}}, type: float64}}
+  - id: broker
+    driver: mqtt
+    connection: {{host: 127.0.0.1, port: {port}}}
+    timing: {{backoff_initial: 10s}}
+    points:
+      - {{id: pump1/current, address: {{topic: plant/pump1/current}}, type: float64}}
+  - id: node
+    driver: coap
+    connection: {{mode: client, host: 127.0.0.1, port: {port}}}
+    timing: {{backoff_initial: 10s}}
+    points:
+      - {{id: pump1/vibration, address: {{path: /vibration}}, type: float64}}
+  - id: sonde
+    driver: serial
+    connection: {{port: {state_dir}/no-such-tty, framing: nmea}}
+    timing: {{backoff_initial: 10s}}
+    points:
+      - {{id: pump1/motor_temperature, address: {{sentence: MTW, field: 1}}, type: float64}}
+{anomaly if model else ""}uplinks:
+  - {{host: 127.0.0.1, port: {port}, plaintext: true}}
+north:
+  opcua: {{port: {opcua_port}, anonymous: true}}
+  mqtt: {{host: 127.0.0.1, port: {port}, plaintext: true}}
+"""
 
 
 def site_config(points: int, state_dir: Path, port: int) -> GatewayConfig:
@@ -111,10 +169,30 @@ async def _gateway(points: int, *, from_yaml: bool) -> dict[str, int]:
             return _status()
 
 
+async def _everything(*, model: bool) -> dict[str, int]:
+    from avila_edge.config import load_config
+    from avila_edge.core import SystemClock
+    from avila_edge.runtime.gateway import Gateway
+    from hil.mosquitto import free_port
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "site.yaml"
+        path.write_text(all_drivers_yaml(Path(tmp) / "state", free_port(), free_port(), model=model))
+        async with Gateway.running(load_config(path), clock=SystemClock()) as gateway:
+            server = gateway.north["opcua"]
+            async with asyncio.timeout(30):
+                await server.ready.wait()  # type: ignore[attr-defined]
+            await asyncio.sleep(ALL_SETTLE)
+            await gateway.journal.flush()
+            return _status()
+
+
 def child(args: list[str]) -> dict[str, int]:
     logging.disable(logging.WARNING)  # the drivers' connection failures are expected here
     if args[0] in ("points", "yaml"):
         return asyncio.run(_gateway(int(args[1]), from_yaml=args[0] == "yaml"))
+    if args[0] in ("all", "all-but-model"):
+        return asyncio.run(_everything(model=args[0] == "all"))
     if args[0] == "drivers":
         import importlib
 
@@ -140,9 +218,11 @@ async def run(seconds: float) -> list[Row]:
     sizes = (100, 10_000, 100_000) if seconds >= 1 else (100, 2_000)
     yaml_size = 10_000 if seconds >= 1 else 2_000
     # RSS does not depend on CPU contention: the children run side by side
-    bare, drivers, from_yaml, *in_code = await asyncio.gather(
+    bare, drivers, everything, no_model, from_yaml, *in_code = await asyncio.gather(
         asyncio.to_thread(_bare),
         asyncio.to_thread(_measure, "drivers"),
+        asyncio.to_thread(_measure, "all"),
+        asyncio.to_thread(_measure, "all-but-model"),
         asyncio.to_thread(_measure, "yaml", str(yaml_size)),
         *(asyncio.to_thread(_measure, "points", str(n)) for n in sizes),
     )
@@ -157,6 +237,11 @@ async def run(seconds: float) -> list[Row]:
         Row("memory", f"extra per point when loaded from YAML ({yaml_size:,} points)",
             (from_yaml["VmRSS"] - rss[yaml_size]) / yaml_size, "B"),
         Row("memory", "RSS after importing every driver", drivers["VmRSS"] / mib, "MiB", base, "bare python"),
+        Row("memory", "gateway RSS, every driver running, both north servers", no_model["VmRSS"] / mib, "MiB",
+            base, "bare python"),
+        Row("memory", "the same with the ONNX autoencoder scoring the pump",
+            everything["VmRSS"] / mib, "MiB", base, "bare python"),
+        Row("memory", "peak RSS of that gateway (VmHWM)", everything["VmHWM"] / mib, "MiB", base, "bare python"),
     ]  # fmt: skip
     return rows
 

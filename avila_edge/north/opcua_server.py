@@ -50,6 +50,7 @@ from avila_edge.north.counters import NorthStats
 from avila_edge.north.opcua_anomaly import AnomalyNodes, detectors
 from avila_edge.north.opcua_history import JournalHistory
 from avila_edge.north.opcua_logins import Logins
+from avila_edge.north.opcua_space import ensure_shelf
 from avila_edge.north.opcua_values import (
     STATUS_NAMES,
     convert,
@@ -105,6 +106,7 @@ class OpcUaServer:
         self._viewers = frozenset(u.name for u in config.users if u.role is OpcUaRole.VIEWER)
         self._points: dict[str, PointConfig] = {p.id: p for d in gateway.devices for p in d.points}
         self._types = {t.id: t for t in gateway.asset_types}
+        self.state_dir = gateway.state_dir
         self.certificate_dir = config.certificate_dir or gateway.state_dir / "opcua-server"
         self.hostname = socket.gethostname()
         self.application_uri = config.application_uri or f"urn:avila-edge:{gateway.site.id}:opcua-server"
@@ -175,7 +177,7 @@ class OpcUaServer:
         user_certs = await asyncio.to_thread(pki.load_trusted, [str(p) for p in c.user_certificates])
         self._logins = Logins(self._passwords, user_certs, c.anonymous)
         server = Server(user_manager=self._logins)
-        await server.init()
+        await server.init(await ensure_shelf(self.state_dir))  # namespace 0 read from disk as clients need it
         server.set_server_name(f"avila-edge {self.site.id}")
         await server.set_application_uri(self.application_uri)
         server.set_endpoint(self.endpoint)
