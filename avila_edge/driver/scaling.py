@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from avila_edge.config.model import PointConfig
 from avila_edge.core import Value
+
+T = TypeVar("T")
 
 
 def to_engineering(raw: Value, point: PointConfig) -> Value:
@@ -13,6 +18,14 @@ def to_engineering(raw: Value, point: PointConfig) -> Value:
     if point.scale == 1.0 and point.offset == 0.0:
         return raw
     return raw * point.scale + point.offset
+
+
+def scaled(read: Callable[[T], Value], point: PointConfig) -> Callable[[T], Value]:
+    """``read`` followed by the point's scale and offset, for a decoder built once per point: ``read``
+    itself when both are neutral, so the common point pays no call for them."""
+    if point.scale == 1.0 and point.offset == 0.0:
+        return read
+    return lambda raw: to_engineering(read(raw), point)
 
 
 def to_raw(value: float, point: PointConfig) -> float:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable
 
 from avila_edge.config.model import DataType, DeviceConfig
 from avila_edge.core import Backoff, Clock, DeviceRejected, DriverError, LinkDown, Reading, Timeout, Value, bad
 from avila_edge.driver import Driver, ReadingSink
-from avila_edge.driver.scaling import to_engineering
+from avila_edge.driver.scaling import scaled
 from drivers.modbus import codec
 from drivers.modbus.config import ModbusAddress, ModbusConnection
 from drivers.modbus.planner import plan
@@ -162,17 +161,18 @@ class ModbusDriver(Driver):
         decoders = self._decoders.get(index)
         if decoders is None:
             decoders = self._decoders[index] = tuple(
-                codec.decoder(p.type, p.address, offset) for p, offset in zip(block.points, block.offsets, strict=True)
+                scaled(codec.decoder(p.type, p.address, offset), p)
+                for p, offset in zip(block.points, block.offsets, strict=True)
             )
         for k, (point, decode) in enumerate(zip(block.points, decoders, strict=True)):
             try:
-                value = to_engineering(decode(raw_block), point)
+                value = decode(raw_block)
             except (ValueError, OverflowError) as exc:
                 self._health.count("protocol_violation")
                 out.append(bad(point.id, f"cannot decode {point.type.value}: {exc}", ts_source=now, ts_gateway=now,
                                value=last[k]))  # fmt: skip
                 continue
-            if isinstance(value, float) and math.isnan(value):
+            if value != value:  # noqa: PLR0124 - NaN, the one value unequal to itself (cheaper than isnan)
                 out.append(bad(point.id, "device sent NaN", ts_source=now, ts_gateway=now, value=last[k]))
                 continue
             last[k] = value
