@@ -16,7 +16,10 @@ For each sample the value is changed in the simulator and the clock runs until t
 (journal committed, twins applied) and until each consumer receives it. Those figures include the
 wait for the next poll or publishing cycle (0..``POLL``). The "gateway-added" figures run from the
 reading's ``ts_gateway`` (stamped when the driver got the value) to the same arrivals, in wall-clock
-time: what the gateway adds whatever the poll interval.
+time: what the gateway adds whatever the poll interval. The baseline of the Modbus change → MQTT
+publisher subscriber rows is the same change through the raw libraries alone (``_raw_samples``: a
+pymodbus client polling every ``POLL`` seconds and publishing each new value with aiomqtt), measured
+in the same run once the gateway has stopped.
 """
 
 from __future__ import annotations
@@ -236,16 +239,75 @@ async def _samples(
     return figures
 
 
+async def _raw_samples(plc: ModbusPlc, broker: Mosquitto, n: int) -> list[float]:
+    """The same change timed through the raw libraries alone: a pymodbus client polling the register
+    every ``POLL`` seconds and publishing each new value with aiomqtt (QoS 1) to a subscriber; no
+    journal, no twins. Seconds from the change to the subscriber, poll wait included."""
+    import aiomqtt
+    from pymodbus.client import AsyncModbusTcpClient
+
+    arrived: dict[float, float] = {}
+    signal = asyncio.Event()
+    topic = f"raw/{SITE}/{ASSET}/modbus"
+
+    async def subscribe(ready: asyncio.Event) -> None:
+        async with aiomqtt.Client(broker.host, broker.port) as client:
+            await client.subscribe(topic, qos=1)
+            ready.set()
+            async for message in client.messages:
+                arrived.setdefault(float(bytes(message.payload)), time.perf_counter())
+                signal.set()
+
+    async def poll(publisher: aiomqtt.Client) -> None:
+        modbus = AsyncModbusTcpClient("127.0.0.1", port=plc.port, retries=0, reconnect_delay=0)
+        await modbus.connect()
+        try:
+            last: float | None = None
+            while True:
+                started = time.perf_counter()
+                r = await modbus.read_holding_registers(40, count=2, device_id=1)
+                value = float(modbus.convert_from_registers(r.registers, modbus.DATATYPE.UINT32))  # type: ignore[arg-type]
+                if value != last:
+                    last = value
+                    await publisher.publish(topic, str(value).encode(), qos=1)
+                await asyncio.sleep(max(0.0, POLL - (time.perf_counter() - started)))
+        finally:
+            modbus.close()
+
+    samples: list[float] = []
+    ready = asyncio.Event()
+    async with asyncio.TaskGroup() as tasks, aiomqtt.Client(broker.host, broker.port) as publisher:
+        sub = tasks.create_task(subscribe(ready), name="bench.latency.raw-subscriber")
+        await ready.wait()
+        poller = tasks.create_task(poll(publisher), name="bench.latency.raw-poll")
+        for k in range(n):
+            value = float(900_000 + k)
+            await asyncio.sleep(POLL * (k % 7) / 7)
+            started = time.perf_counter()
+            plc.set_value(40, int(value), "uint32")
+            try:
+                await _until(signal, lambda value=value: value in arrived)  # type: ignore[misc]
+                samples.append(arrived[value] - started)
+            except TimeoutError:
+                samples.append(TIMEOUT)
+        poller.cancel()
+        sub.cancel()
+    return samples
+
+
 def _p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1e3 if len(values) > 1 else values[0] * 1e3
 
 
-def _rows(label: str, figures: _Figures, n: int) -> list[Row]:
+def _rows(label: str, figures: _Figures, n: int, raw: list[float] | None = None) -> list[Row]:
+    """``raw``: the raw libraries' samples, the baseline of the change → MQTT publisher subscriber rows."""
     rows: list[Row] = []
     names = {"twin": "journal + twin", **CONSUMERS}
     for where, name in names.items():  # the rows of earlier runs keep their names
         for q in (50, 99):
-            rows.append(Row("latency", f"{label} change → {name}, p{q}", _p(figures.since_change[where], q), "ms"))
+            base = _p(raw, q) if raw and where == "mqtt" else None
+            rows.append(Row("latency", f"{label} change → {name}, p{q}", _p(figures.since_change[where], q), "ms",
+                            base, "raw pymodbus poll + aiomqtt publish" if base else ""))  # fmt: skip
     for where, name in names.items():
         for q in (50, 99):
             rows.append(Row("latency", f"{label} reading → {name}, gateway-added, p{q}",
@@ -286,9 +348,13 @@ async def run(seconds: float) -> list[Row]:
                     await plant.write_value("pump1", "flow", value)
 
                 await asyncio.sleep(0.5)  # connect, subscribe, first batches
-                for label, point, change in (("Modbus", MODBUS_POINT, modbus_change),
-                                             ("OPC UA", OPCUA_POINT, opcua_change)):  # fmt: skip
-                    rows += _rows(label, await _samples(gateway, point, change, n, north), n)
+                modbus = await _samples(gateway, MODBUS_POINT, modbus_change, n, north)
+                opcua = await _samples(gateway, OPCUA_POINT, opcua_change, n, north)
+            raw = await _raw_samples(plc, broker, n)  # the gateway stopped: nothing else polls the PLC
+            rows += _rows("Modbus", modbus, n, raw)
+            rows += _rows("OPC UA", opcua, n)
+            rows += [Row("latency", f"raw pymodbus poll → aiomqtt publish → subscriber, p{q}", _p(raw, q), "ms")
+                     for q in (50, 99)]  # fmt: skip
             for consumer in consumers:
                 consumer.cancel()
     return rows
