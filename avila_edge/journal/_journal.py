@@ -398,7 +398,7 @@ class Journal:
         writer = self._writer_store()
         try:
             gaps = await self._run_writer(writer.retain, max_bytes=self.config.max_bytes, cutoff_ns=cutoff, now_ns=now)
-            self._counters = await self._run_writer(writer.refresh_counters)
+            self._counters = await self._run_writer(writer.take_counters)
         except Exception as exc:  # a failed pass changes nothing; the next one tries again
             logger.error("journal retention failed: %s", exc)  # noqa: TRY400
             return

@@ -187,10 +187,16 @@ class WriterStore:
         return int((pages - free) * page_size)
 
     def refresh_counters(self) -> Counters:
+        """Count the entries (a scan of the whole table: on open only) and take ``counters``."""
+        (self.counters.entries,) = self.conn.execute("SELECT COUNT(*) FROM entry").fetchone()
+        return self.take_counters()
+
+    def take_counters(self) -> Counters:
+        """The counters now: the entry count is kept as entries are written and removed, the lowest
+        seq and the bytes in use are read (an index lookup and three pragmas, whatever the size)."""
         c = self.counters
-        row = self.conn.execute("SELECT MIN(seq), COUNT(*) FROM entry").fetchone()
-        c.first_seq = int(row[0]) if row[0] is not None else c.next_seq
-        c.entries = int(row[1])
+        (first,) = self.conn.execute("SELECT MIN(seq) FROM entry").fetchone()
+        c.first_seq = int(first) if first is not None else c.next_seq
         c.bytes = self.used_bytes()
         return Counters(c.next_seq, c.first_seq, c.entries, c.bytes, c.retired, c.dropped, c.gaps)
 
@@ -346,7 +352,7 @@ class WriterStore:
                 used = self.used_bytes()
                 if used <= target:
                     break
-                count = self.conn.execute("SELECT COUNT(*) FROM entry").fetchone()[0]
+                count = self.counters.entries
                 if count == 0:
                     break
                 per_entry = max(1, used // count)
@@ -355,7 +361,7 @@ class WriterStore:
                 gap_events += gaps
                 if freed == 0:
                     break
-        self.refresh_counters()
+        self.take_counters()
         return gap_events
 
     def _delete_old(self, cutoff_ns: int, behind_at: int, cursors: dict[str, int], now_ns: int) -> list[Entry]:
@@ -457,7 +463,10 @@ class WriterStore:
             hook(self.conn, lowest, highest)
 
     def _count(self, *, retired: int = 0, dropped: int = 0, gaps: int = 0) -> None:
+        """Inside the removal's transaction: ``retired`` entries deleted behind every cursor,
+        ``dropped`` readings deleted ahead of one, ``gaps`` gap events written for them."""
         c = self.counters
+        c.entries += gaps - retired - dropped
         c.retired += retired
         c.dropped += dropped
         c.gaps += gaps
