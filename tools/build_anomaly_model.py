@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -31,11 +32,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
 WARM = 3600.0
 MODELS = ("pump-ae", "pump-iforest")
-SAME_BITS = {"OPENBLAS_CORETYPE": "Haswell", "PYTHONHASHSEED": "0"}
+SAME_BITS = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 """The environment the fits run under. OpenBLAS picks its kernels by CPU (SkylakeX on an AVX-512 Xeon,
 Haswell on an AVX2 one), and they round differently, so the same rows give a different PCA and other
-trees; an unfixed hash seed moves allocations, and with them the bits, about one run in four. Every
-x86-64 CPU with AVX2 runs the Haswell kernels. ``main`` starts itself again under this environment."""
+trees; an unfixed hash seed moves allocations, and with them the bits, about one run in four; one
+BLAS thread whatever the cores. Every x86-64 CPU with AVX2 runs the Haswell kernels (elsewhere the
+build still works, with other bits: ``same_bits_here``). ``main`` starts itself again under this
+environment."""
+
+
+def same_bits_here() -> bool:
+    """Whether this machine can run the pinned kernels: x86-64 with AVX2."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and " avx2" in cpuinfo.read_text()
 
 
 def same_bits_env() -> dict[str, str]:
@@ -65,8 +76,10 @@ def build(name: str, rows: np.ndarray, version: str, out: Path) -> Manifest:  # 
 
 
 def main() -> int:
-    if any(os.environ.get(k) != v for k, v in SAME_BITS.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], same_bits_env())  # noqa: S606 - this script again
+    if not same_bits_here():
+        print("warning: not an x86-64 CPU with AVX2: the fits differ from the shipped bytes", file=sys.stderr)
+    elif any(os.environ.get(k) != v for k, v in SAME_BITS.items()):
+        os.execve(sys.executable, sys.orig_argv, same_bits_env())  # noqa: S606 - this script again, same options
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=(*MODELS, "all"), default="all")
     parser.add_argument("--version", default="1")

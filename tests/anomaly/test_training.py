@@ -95,6 +95,8 @@ def fixed_rows() -> np.ndarray:  # type: ignore[type-arg]
 
 @pytest.mark.parametrize("name", ["pump-ae", "pump-iforest"])
 def test_the_build_script_rebuilds_the_shipped_model_byte_for_byte(name: str, rebuilt: dict[str, Fitted]) -> None:
+    if not _build_script().same_bits_here():
+        pytest.skip("the shipped bytes are reproducible on x86-64 CPUs with AVX2 (OpenBLAS's Haswell kernels)")
     manifest = read_manifest(SHIPPED / name / "1")
     assert hashlib.sha256(rebuilt[name].onnx).hexdigest() == manifest.sha256, _tools_against_pins()
     assert [f.mean for f in manifest.input.features] == pytest.approx(rebuilt[name].mean.tolist(), rel=1e-12)
