@@ -50,7 +50,7 @@ from avila_edge.north.counters import NorthStats
 from avila_edge.north.opcua_anomaly import AnomalyNodes, detectors
 from avila_edge.north.opcua_history import JournalHistory
 from avila_edge.north.opcua_logins import Logins
-from avila_edge.north.opcua_space import ensure_shelf
+from avila_edge.north.opcua_space import discard, ensure_shelf
 from avila_edge.north.opcua_values import (
     STATUS_NAMES,
     convert,
@@ -176,8 +176,16 @@ class OpcUaServer:
         c = self.config
         user_certs = await asyncio.to_thread(pki.load_trusted, [str(p) for p in c.user_certificates])
         self._logins = Logins(self._passwords, user_certs, c.anonymous)
+        shelf = await ensure_shelf(self.state_dir)  # namespace 0 read from disk as clients need it
         server = Server(user_manager=self._logins)
-        await server.init(await ensure_shelf(self.state_dir))  # namespace 0 read from disk as clients need it
+        try:
+            await server.init(shelf)
+        except Exception as exc:  # a damaged shelf: any of dbm's, pickle's or asyncua's errors
+            if shelf is None:
+                raise
+            discard(shelf, exc)
+            server = Server(user_manager=self._logins)
+            await server.init()
         server.set_server_name(f"avila-edge {self.site.id}")
         await server.set_application_uri(self.application_uri)
         server.set_endpoint(self.endpoint)
