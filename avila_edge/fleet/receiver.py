@@ -111,11 +111,12 @@ class FleetReceiver:
                     logger.warning("fleet receiver: %s", str(exc))  # the text: a record must not keep the socket alive
                 finally:
                     self.connected = False
+                    for task in self._acking:  # their PUBACK can never come on another connection
+                        task.cancel()
+                    self._acking.clear()
                 if failed:
                     await self.clock.sleep(backoff.next_delay())
         finally:
-            for task in self._acking:
-                task.cancel()
             if writer is not None:
                 await writer[0].close()
 
