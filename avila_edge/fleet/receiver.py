@@ -183,7 +183,7 @@ class FleetReceiver:
         self._duplicates += len(batch.entries) - added
         if self.config.ack:
             lane = batch.lane or ("events" if all(k == EntryKind.EVENT for _, k, _ in batch.entries) else "readings")
-            ack = msgspec.json.encode({"lane": lane, "last": batch.last})
+            ack = msgspec.json.encode({"lane": lane, "first": batch.first, "last": batch.last})
             await self._send_ack(client, f"{self.config.topic_prefix}/{batch.gateway}/ack", ack)
 
     async def _send_ack(self, client: aiomqtt.Client, topic: str, ack: bytes) -> None:
