@@ -348,7 +348,8 @@ class MqttUplink:
     async def _publish(self, client: aiomqtt.Client, lane: _Lane, batch: _Batch) -> None:
         await client.publish(self.topic, batch.payload, qos=1)
         batch.published = True
-        batch.deadline = self.clock.monotonic() + self.config.ack_timeout
+        if self.config.ack is AckMode.FLEET:
+            batch.deadline = self.clock.monotonic() + self.config.ack_timeout
         self._confirm(lane)
 
     def _confirm(self, lane: _Lane) -> None:
