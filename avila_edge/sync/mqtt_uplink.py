@@ -7,9 +7,9 @@ of ``max_in_flight`` published and unconfirmed batches: whenever a slot frees, t
 something to send takes it, from batches read and encoded ahead while the window was full. A lane's
 confirmed position is the end of its oldest batches confirmed without a hole; a background task
 writes it to the lane's cursor (see ``MqttUplink._write_cursors``), so neither the wire nor the
-next read waits for a cursor's fsync. After any crash or disconnect a lane resumes from its last
-written confirmed seq; the fleet dedupes on (gateway, seq), so delivery is at-least-once on the wire
-and exactly-once in effect.
+next read waits for a cursor's fsync. After a disconnect a lane resumes from its confirmed position,
+after a crash from its written cursor (never beyond a batch that was not confirmed); the fleet
+dedupes on (gateway, seq), so delivery is at-least-once on the wire and exactly-once in effect.
 """
 
 from __future__ import annotations
@@ -67,8 +67,12 @@ class _Batch:
     count: int
     full: bool
     """``batch_max`` entries: the lane is behind, more follows at once."""
+    sent: bool = False
+    """Handed to the MQTT client: from here on an ack of the fleet may be this batch's."""
     published: bool = False
     """The broker's PUBACK came."""
+    acked: bool = False
+    """With ``ack: fleet``, the fleet's ack of this batch (its lane and ``last``) came."""
     deadline: float = math.inf
     """With ``ack: fleet``, when the fleet's ack is overdue (``ack_timeout`` after the PUBACK)."""
 
@@ -163,7 +167,6 @@ class MqttUplink:
         self._on_command = on_command
         self._lanes: list[_Lane] = []
         self._bucket = _TokenBucket(config.bandwidth, clock) if config.bandwidth else None
-        self._acks: dict[str, int] = {}
         self._progress = asyncio.Event()
         """Set when a batch is confirmed: a slot in the window is free."""
         self._confirmed = asyncio.Event()
@@ -346,6 +349,7 @@ class MqttUplink:
         tg.create_task(self._publish(client, lane, batch), name=f"uplink[{self.config.name}].publish")
 
     async def _publish(self, client: aiomqtt.Client, lane: _Lane, batch: _Batch) -> None:
+        batch.sent = True
         await client.publish(self.topic, batch.payload, qos=1)
         batch.published = True
         if self.config.ack is AckMode.FLEET:
@@ -354,10 +358,10 @@ class MqttUplink:
 
     def _confirm(self, lane: _Lane) -> None:
         """Take the lane's oldest batches out of the window while they are confirmed: PUBACKed and,
-        with ``ack: fleet``, acknowledged (the fleet's highest ``last`` for the lane covers them)."""
-        acked = self._acks.get(lane.name, -1) if self.config.ack is AckMode.FLEET else math.inf
+        with ``ack: fleet``, acknowledged each by its own ack."""
+        fleet = self.config.ack is AckMode.FLEET
         confirmed = 0
-        while lane.flights and lane.flights[0].published and lane.flights[0].last <= acked:
+        while lane.flights and lane.flights[0].published and (lane.flights[0].acked or not fleet):
             batch = lane.flights.popleft()
             confirmed += 1
             self._batches += 1
@@ -512,7 +516,16 @@ class MqttUplink:
             except (msgspec.DecodeError, TypeError):
                 logger.warning("uplink %s: ignored malformed ack on %s", self.config.name, message.topic)
                 continue
-            self._acks[ack.lane] = max(self._acks.get(ack.lane, -1), ack.last)
             for lane in self._lanes:
                 if lane.name == ack.lane:
-                    self._confirm(lane)
+                    self._acked(lane, ack.last)
+
+    def _acked(self, lane: _Lane, last: int) -> None:
+        """The fleet stored the lane's batch that ends at ``last``. It confirms that batch only, not
+        the ones before it: a receiver may have missed those (it subscribed after they left, or it
+        was one of several sharing the subscription and died before storing them), and they must
+        come again. An ack that arrives before the broker's PUBACK counts once the PUBACK is there."""
+        for batch in lane.flights:
+            if batch.sent and batch.last == last:
+                batch.acked = True
+        self._confirm(lane)

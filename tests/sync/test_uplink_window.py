@@ -195,3 +195,29 @@ async def test_a_restart_mid_drain_resends_only_from_the_written_cursor_and_the_
     assert stats.entries == total
     # again: the unconfirmed window and confirmed batches not written yet (about a window more)
     assert stats.duplicates <= (2 * WINDOW + 2) * BATCH
+
+
+async def test_an_ack_confirms_its_own_batch_and_not_the_unacknowledged_ones_before_it(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    # a receiver that subscribed late, or one of two sharing the subscription that died before
+    # storing, acknowledges a later batch only: the earlier ones must not count as delivered
+    config = uplink_config(broker, ack="fleet", ack_timeout=5.0, batch_max=BATCH, max_in_flight=WINDOW)
+    async with (
+        Journal.open(tmp_path / "j.sqlite3", JournalConfig(), clock=SystemClock()) as journal,
+        acker(broker) as fleet,
+    ):
+        await journal.append(readings(20 * BATCH))
+        async with shipping(journal, config) as uplink:
+            for _ in range(WINDOW):
+                assert await fleet.next_batch(within=5) is not None
+            await fleet.ack(fleet.arrived[-1])
+            # the window starts at the oldest unconfirmed batch: no slot is free yet
+            assert await fleet.next_batch(within=0.3) is None
+            assert written(journal) == 0
+            assert uplink.stats().lag["readings"] == 20 * BATCH  # nothing confirmed below the gap
+            for batch in fleet.arrived[: WINDOW - 1]:
+                await fleet.ack(batch)
+            async with asyncio.timeout(5):
+                while uplink.stats().lag["readings"] > 16 * BATCH:
+                    await asyncio.sleep(0.01)
