@@ -125,6 +125,8 @@ class Ack(msgspec.Struct, frozen=True):
 
     lane: str
     last: int
+    first: int | None = None
+    """The batch's first seq (receivers before it was added send only ``last``)."""
 
 
 class _TokenBucket:
@@ -518,14 +520,15 @@ class MqttUplink:
                 continue
             for lane in self._lanes:
                 if lane.name == ack.lane:
-                    self._acked(lane, ack.last)
+                    self._acked(lane, ack)
 
-    def _acked(self, lane: _Lane, last: int) -> None:
-        """The fleet stored the lane's batch that ends at ``last``. It confirms that batch only, not
-        the ones before it: a receiver may have missed those (it subscribed after they left, or it
-        was one of several sharing the subscription and died before storing them), and they must
-        come again. An ack that arrives before the broker's PUBACK counts once the PUBACK is there."""
+    def _acked(self, lane: _Lane, ack: Ack) -> None:
+        """The fleet stored the lane's batch ``ack.first``..``ack.last`` (from a receiver that sends
+        no ``first``: the batch ending at ``ack.last``). It confirms that batch only, not the ones
+        before it: a receiver may have missed those (it subscribed after they left, or it was one of
+        several sharing the subscription and died before storing them), and they must come again. An
+        ack that arrives before the broker's PUBACK counts once the PUBACK is there."""
         for batch in lane.flights:
-            if batch.sent and batch.last == last:
+            if batch.sent and batch.last == ack.last and ack.first in (None, batch.first):
                 batch.acked = True
         self._confirm(lane)

@@ -58,7 +58,7 @@ class Acker:
     async def ack(self, batch: Batch) -> None:
         if batch.lane == "readings":
             self.acked = max(self.acked, batch.last)
-        ack = msgspec.json.encode({"lane": batch.lane, "last": batch.last})
+        ack = msgspec.json.encode({"lane": batch.lane, "first": batch.first, "last": batch.last})
         await self.client.publish("avila/gw1/ack", ack, qos=1)
 
 
