@@ -202,6 +202,7 @@ class Mosquitto:
     def _write_config(self) -> None:
         lines = [
             "per_listener_settings false",
+            "set_tcp_nodelay true",  # as a broker beside gateways should be: see docs/fleet.md
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             "persistence false",
             "max_queued_messages 0",

@@ -18,7 +18,7 @@ from avila_edge.fleet.store import DedupeStore, GatewayStatus
 from avila_edge.journal import EntryKind, decode_event, decode_reading
 from avila_edge.sync.batch import Batch, BatchError, decode_batch
 from avila_edge.sync.lineprotocol import to_line
-from avila_edge.sync.mqtt_client import close_socket, tls_context
+from avila_edge.sync.mqtt_client import close_socket, no_delay, tls_context
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -91,6 +91,7 @@ class FleetReceiver:
                 client = self._client()
                 try:
                     async with client:
+                        no_delay(client)
                         await client.subscribe(topic, qos=1)
                         check_cancelled()  # aiomqtt may have swallowed a cancellation while connecting
                         self.connected = True

@@ -35,6 +35,7 @@ from avila_edge.journal import EntryKind, Journal
 from avila_edge.north import naming
 from avila_edge.north._changes import next_changes
 from avila_edge.north.counters import NorthStats
+from avila_edge.sync.mqtt_client import no_delay
 from avila_edge.twins.service import TwinService
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class MqttPublisher:
                 delay = backoff.next_delay()
                 try:
                     async with self._client() as client:
+                        no_delay(client)
                         self.connected = True
                         self.connects += 1
                         backoff.reset()

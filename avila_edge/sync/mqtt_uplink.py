@@ -29,7 +29,7 @@ from avila_edge.core import Backoff, Clock, check_cancelled
 from avila_edge.core.cancel import CHECK_EVERY
 from avila_edge.journal import Cursor, EntryKind, Journal
 from avila_edge.sync.batch import encode_batch
-from avila_edge.sync.mqtt_client import close_socket, tls_context
+from avila_edge.sync.mqtt_client import close_socket, no_delay, tls_context
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -211,6 +211,7 @@ class MqttUplink:
             client = self._client()
             try:
                 async with client:
+                    no_delay(client)
                     self.connected = True
                     backoff.reset()
                     logger.info("uplink %s connected to %s:%d", name, self.config.host, self.config.port)

@@ -36,6 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from avila_edge.config.secrets import SecretUnreadable, read_secret_file
 from avila_edge.core import DeviceRejected, LinkDown
+from avila_edge.sync.mqtt_client import no_delay
 from drivers.mqtt.config import MqttConnection
 
 logger = logging.getLogger(__name__)
@@ -264,6 +265,7 @@ async def _entered(client: aiomqtt.Client) -> None:
     """Connect; on any failure (or cancellation) close the half-open socket aiomqtt leaves behind."""
     try:
         await client.__aenter__()
+        no_delay(client)
     except BaseException:
         paho = client._client
         with contextlib.suppress(Exception):
