@@ -201,6 +201,8 @@ class MqttUplink:
             _Lane("readings", (EntryKind.READING,), await self.journal.cursor(f"uplink:{name}:readings"), True),
         ]
         until = self.journal.cursors().get(f"uplink:{name}:backfill-until")
+        if until is None and f"uplink:{name}:live" in self.journal.cursors():
+            await self.journal.remove_cursor(f"uplink:{name}:live")  # a merge cut short after its cursor write
         if until is not None:  # a split from before a restart: resume it
             self._lanes[1].end = until
             self._lanes.insert(1, _Lane("live", (EntryKind.READING,), await self.journal.cursor(f"uplink:{name}:live"),
@@ -501,8 +503,10 @@ class MqttUplink:
         name = self.config.name
         async with self._writing:
             await backfill.cursor.commit(max(backfill.position, live.position))
-            await self.journal.remove_cursor(f"uplink:{name}:live")
+            # backfill-until first: a crash between the two leaves an orphan live cursor, which the next
+            # start removes; the other order would resume a split whose live cursor starts at the oldest
             await self.journal.remove_cursor(f"uplink:{name}:backfill-until")
+            await self.journal.remove_cursor(f"uplink:{name}:live")
             backfill.end = None
             self._lanes.remove(live)
         backfill.read_to = backfill.position  # what live read ahead is read again on this lane

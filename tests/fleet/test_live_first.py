@@ -72,3 +72,32 @@ async def test_live_readings_overtake_the_backlog_and_nothing_is_lost(
             task.cancel()
     samples = sorted(v for s in vm.export('{__name__="reading_value"}') for v in s["values"])
     assert samples == [float(i) for i in range(total)]
+
+
+async def test_a_merge_cut_short_after_its_cursor_write_resumes_as_one_lane_without_resending(
+    tmp_path: Path, broker: Mosquitto, vm: VictoriaMetrics
+) -> None:
+    """A crash between the merge's steps leaves the readings cursor written and an orphan live
+    cursor: the next start removes it and sends only what is above the readings cursor."""
+    config = msgspec.convert(
+        {"host": "127.0.0.1", "port": broker.port, "plaintext": True, "ack": "fleet", "batch_max": 50,
+         "batch_age": 0.01, "live_first": True, "live_first_after": 500},
+        MqttUplinkConfig,
+    )  # fmt: skip
+    state = tmp_path / "fleet"
+    clock = SystemClock()
+    async with (
+        receiving(fleet_config(broker, vm, state, "rx")),
+        Journal.open(tmp_path / "gw.sqlite3", JournalConfig(), clock=clock) as journal,
+    ):
+        await journal.append(readings(200, 0))
+        readings_cursor = await journal.cursor("uplink:cloud:readings")
+        await readings_cursor.commit(150)  # the merge's cursor write happened ...
+        orphan = await journal.cursor("uplink:cloud:live", start="oldest")  # ... its live cursor stayed
+        assert orphan.position == 0
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(MqttUplink(config, gateway="gw1", journal=journal, clock=clock).run())
+            await until(lambda: set(range(150, 200)) <= held(state), within=30)
+            task.cancel()
+        assert held(state) == set(range(150, 200)), "nothing below the readings cursor is sent again"
+        assert "uplink:cloud:live" not in journal.cursors()
