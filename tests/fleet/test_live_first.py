@@ -22,6 +22,15 @@ from .conftest import fleet_config, readings, receiving, until
 BACKLOG = 3000
 
 
+def uplink_config(broker: Mosquitto, **extra: object) -> MqttUplinkConfig:
+    """A live_first uplink acknowledged by the fleet, in batches of 50, splitting 500 behind."""
+    return msgspec.convert(
+        {"host": "127.0.0.1", "port": broker.port, "plaintext": True, "ack": "fleet", "batch_max": 50,
+         "batch_age": 0.01, "live_first": True, "live_first_after": 500, **extra},
+        MqttUplinkConfig,
+    )  # fmt: skip
+
+
 def held(state: Path) -> set[int]:
     store = DedupeStore(state / "fleet.sqlite3")
     try:
@@ -33,11 +42,7 @@ def held(state: Path) -> set[int]:
 async def test_live_readings_overtake_the_backlog_and_nothing_is_lost(
     tmp_path: Path, broker: Mosquitto, vm: VictoriaMetrics
 ) -> None:
-    config = msgspec.convert(
-        {"host": "127.0.0.1", "port": broker.port, "plaintext": True, "ack": "fleet", "batch_max": 50,
-         "batch_age": 0.01, "max_in_flight": 1, "bandwidth": 8000, "live_first": True, "live_first_after": 500},
-        MqttUplinkConfig,
-    )  # fmt: skip
+    config = uplink_config(broker, max_in_flight=1, bandwidth=8000)
     state = tmp_path / "fleet"
     clock = SystemClock()
     async with (
@@ -79,11 +84,7 @@ async def test_a_merge_cut_short_after_its_cursor_write_resumes_as_one_lane_with
 ) -> None:
     """A crash between the merge's steps leaves the readings cursor written and an orphan live
     cursor: the next start removes it and sends only what is above the readings cursor."""
-    config = msgspec.convert(
-        {"host": "127.0.0.1", "port": broker.port, "plaintext": True, "ack": "fleet", "batch_max": 50,
-         "batch_age": 0.01, "live_first": True, "live_first_after": 500},
-        MqttUplinkConfig,
-    )  # fmt: skip
+    config = uplink_config(broker)
     state = tmp_path / "fleet"
     clock = SystemClock()
     async with (
