@@ -190,7 +190,8 @@ class FleetReceiver:
     async def _send_ack(self, client: aiomqtt.Client, topic: str, ack: bytes) -> None:
         """Publish an ack without waiting for the broker's PUBACK, so the next batch is handled
         meanwhile: the batch is stored already, and a lost ack only means the gateway sends it again
-        (deduped). The gateway keeps the highest ``last`` per lane, so acks may overtake each other."""
+        (deduped). Each ack names its batch (lane, first, last) and confirms only that batch, so acks
+        may overtake each other."""
         while len(self._acking) >= ACKS_IN_FLIGHT:
             await asyncio.wait(self._acking, return_when=asyncio.FIRST_COMPLETED)
         task = asyncio.create_task(client.publish(topic, ack, qos=1), name="fleet.ack")
